@@ -95,10 +95,12 @@ def unroll(program, steps: int) -> nx.DiGraph:
             src = (a, src_t)
             if not 0 <= src_t < steps:
                 g.add_node(src, kind="initial", unit=a)  # h0 of a unit; zeros for an input
-            if g.has_edge(src, (b, t)):
+            conn = (d["param"],) if kind == "connection" else ()
+            if g.has_edge(src, (b, t)):  # several edges on one pair of nodes: merge them
                 data = g.edges[src, (b, t)]
-                data["params"] = data["params"] + (d["param"],)
+                data["params"] += conn
+                data["kinds"] += (kind,)
                 continue
-            g.add_edge(src, (b, t), kind=kind, param=d["param"], params=(d["param"],), delay=delay,
+            g.add_edge(src, (b, t), kind=kind, kinds=(kind,), param=d["param"], params=conn, delay=delay,
                        gate=d.get("gate") if kind == "connection" else None)
     return g

@@ -1,0 +1,398 @@
+"""The fast executor: components in topological order, hoisted GEMMs, one scan per recurrence.
+
+For each strongly connected component of the folded graph:
+- everything it reads from outside (earlier components, inputs) is computed for all time
+  steps at once: connections sharing (source, delay) are fused into one GEMM over T*B rows;
+- a component without recurrence is then finished with one activation over all steps;
+- a recurrent component is scanned step by step, forward or backward in time as its
+  delays say; its internal connections sharing (source, delay) are fused into one GEMM per
+  step (e.g. the four LSTM gates reading h_{t-1}).
+Backward runs the components in reverse, scans in reverse time, and computes every weight
+gradient as one GEMM over all steps after the scan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import primitives as P
+from .tape import Tape
+
+
+@dataclass
+class Group:
+    """Full-weight connections sharing a source and a delay: one GEMM."""
+
+    source: str
+    delay: int
+    members: list  # [Connection]
+    slices: dict = field(default_factory=dict)  # connection name -> slice of the fused output
+    width: int = 0
+
+
+@dataclass
+class Plan:
+    units: tuple
+    direction: int
+    hoist_groups: list  # [Group] external, full, no source gate
+    hoist_single: dict  # unit -> [Connection] external, other weights or source-gated by an external gate
+    late_gate: set  # names of hoisted connections whose target gate lies inside the component
+    step_groups: list  # [Group] internal full connections without source gate
+    step_single: dict  # unit -> [Connection] other internal (or internally source-gated) connections
+    group_of: dict  # connection name -> Group (step groups)
+
+
+def _group(conns, size):
+    groups = {}
+    for c in conns:
+        key = (c.source, c.delay)
+        if key not in groups:
+            groups[key] = Group(c.source, c.delay, [])
+        groups[key].members.append(c)
+    for g in groups.values():
+        start = 0
+        for c in g.members:
+            n = size(c.target)
+            g.slices[c.name] = slice(start, start + n)
+            start += n
+        g.width = start
+    return list(groups.values())
+
+
+def make_plan(program, comp) -> Plan:
+    inside = set(comp.units)
+    hoist_full, hoist_single, step_full, step_single, late = [], {}, [], {}, set()
+    for u in comp.units:
+        for c in program.incoming(u):
+            gate_in = c.gate is not None and c.gate.unit in inside
+            source_gated = c.gate is not None and c.gate.at == "source"
+            if c.source not in inside and not (gate_in and source_gated):
+                if gate_in:
+                    late.add(c.name)
+                (hoist_full.append(c) if c.weight == "full" and not source_gated
+                 else hoist_single.setdefault(u, []).append(c))
+            elif c.weight == "full" and not source_gated and c.source in inside:
+                step_full.append(c)
+            else:
+                step_single.setdefault(u, []).append(c)
+    step_groups = _group(step_full, program.size)
+    group_of = {c.name: g for g in step_groups for c in g.members}
+    return Plan(comp.units, comp.direction, _group(hoist_full, program.size), hoist_single, late,
+                step_groups, step_single, group_of)
+
+
+class FastExecutor:
+    def __init__(self, program, backend):
+        self.program = program
+        self.b = backend
+        self.xp = backend.xp
+        self.plans = [make_plan(program, comp) for comp in program.components]
+
+    # -- helpers ------------------------------------------------------------------------
+    def _weights(self, group, params, consts):
+        W = [params[c.name] for c in group.members]
+        Wcat = W[0] if len(W) == 1 else self.xp.concatenate(W, axis=0)
+        bias = None
+        if any(c.bias is not None for c in group.members):
+            bias = self.xp.concatenate([params[f"{c.name}.bias"] if c.bias is not None
+                                        else self.xp.zeros(self.program.size(c.target), dtype=Wcat.dtype)
+                                        for c in group.members])
+        return Wcat, bias
+
+    def _lin(self, c, x, gv_source, params, consts):
+        """W (g * x) + b for one connection (any weight kind)."""
+        xs = x if gv_source is None else gv_source * x
+        lin = P.weight_apply(self.xp, c.weight, params.get(c.name, consts.get(c.name)), xs)
+        if c.bias is not None:
+            lin = lin + params[f"{c.name}.bias"]
+        return lin
+
+    def _gv(self, c, H, t):
+        return P.gate_value(H[c.gate.unit][t], c.gate.complement)
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(self, params, consts, inputs, reads) -> Tape:
+        xp, T, B = self.xp, reads.T, reads.B
+        H = dict(inputs)
+        A, LIN, S, GLIN = {}, {}, {}, {}
+        for plan in self.plans:
+            for u in plan.units:
+                H[u] = self.b.zeros((T, B, self.program.size(u)))
+            pre = self._hoist(plan, params, consts, H, reads, LIN, S)
+            if plan.direction == 0:
+                (u,) = plan.units
+                P.activate(xp, self.program.units[u].activation, pre[u], out=H[u])
+            else:
+                self._scan(plan, params, consts, H, A, pre, LIN, GLIN, reads)
+        return Tape(out={u: H[u] for u in self.program.units},
+                    extra={"H": H, "A": A, "LIN": LIN, "S": S, "GLIN": GLIN})
+
+    def _shifted(self, S, name, H, delay, params, reads):
+        key = (name, delay)
+        if key not in S:
+            S[key] = reads.shift(name, H[name], delay, params)
+        return S[key]
+
+    def _hoist(self, plan, params, consts, H, reads, LIN, S):
+        """pre[u] (T, B, n): bias plus every contribution computable before the scan."""
+        xp, T, B = self.xp, reads.T, reads.B
+        pre = {}
+
+        def add(u, v):
+            pre[u] = v if u not in pre else pre[u] + v
+
+        for g in plan.hoist_groups:
+            X = self._shifted(S, g.source, H, g.delay, params, reads)
+            Wcat, bias = self._weights(g, params, consts)
+            Z = (X.reshape(T * B, -1) @ Wcat.T).reshape(T, B, g.width)
+            if bias is not None:
+                Z += bias
+            for c in g.members:
+                lin = Z[..., g.slices[c.name]]
+                self._place(plan, c, lin, H, LIN, add)
+        for u, conns in plan.hoist_single.items():
+            for c in conns:
+                X = self._shifted(S, c.source, H, c.delay, params, reads)
+                gsrc = self._gv(c, H, slice(None)) if c.gate is not None and c.gate.at == "source" else None
+                self._place(plan, c, self._lin(c, X, gsrc, params, consts), H, LIN, add)
+        for u in plan.units:
+            unit = self.program.units[u]
+            if unit.bias is not None:
+                add(u, params[f"{u}.bias"])
+            if u not in pre or pre[u].shape != (T, B, unit.size):
+                pre[u] = xp.broadcast_to(pre.get(u, 0), (T, B, unit.size)).astype(self.b.dtype)
+        return pre
+
+    def _place(self, plan, c, lin, H, LIN, add):
+        if c.name in plan.late_gate:
+            LIN[c.name] = lin  # gated inside the scan
+        elif c.gate is not None and c.gate.at == "target":
+            add(c.target, self._gv(c, H, slice(None)) * lin)
+        else:
+            add(c.target, lin)
+
+    def _scan(self, plan, params, consts, H, A, pre, LIN, GLIN, reads):
+        xp, T, B = self.xp, reads.T, reads.B
+        units = self.program.units
+        steps = range(T) if plan.direction > 0 else range(T - 1, -1, -1)
+        weights = {}
+        for g in plan.step_groups:
+            Wcat, bias = self._weights(g, params, consts)
+            weights[id(g)] = (xp.ascontiguousarray(Wcat.T), bias)
+            GLIN[id(g)] = self.b.zeros((T, B, g.width))
+        for u in plan.units:
+            if units[u].leak is not None:
+                A[u] = self.b.zeros((T, B, units[u].size))
+        late = {u: [c for c in self.program.incoming(u) if c.name in plan.late_gate] for u in plan.units}
+        for t in steps:
+            done = set()
+
+            def group_lin(g):
+                if id(g) not in done:
+                    tau = t - g.delay
+                    x = reads.read(g.source, tau, H[g.source][tau] if 0 <= tau < T else None, params)
+                    WT, bias = weights[id(g)]
+                    out = GLIN[id(g)][t]
+                    xp.matmul(x, WT, out=out)
+                    if bias is not None:
+                        out += bias
+                    done.add(id(g))
+                return GLIN[id(g)][t]
+
+            for g in plan.step_groups:
+                if g.delay != 0:
+                    group_lin(g)
+            for u in plan.units:
+                net = pre[u][t].copy()
+                for g in plan.step_groups:
+                    for c in g.members:
+                        if c.target == u:
+                            lin = group_lin(g)[:, g.slices[c.name]]
+                            net += self._gv(c, H, t) * lin if c.gate is not None else lin
+                for c in plan.step_single.get(u, ()):
+                    tau = t - c.delay
+                    x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params)
+                    gsrc = self._gv(c, H, t) if c.gate is not None and c.gate.at == "source" else None
+                    lin = self._lin(c, x, gsrc, params, consts)
+                    net += self._gv(c, H, t) * lin if c.gate is not None and c.gate.at == "target" else lin
+                for c in late[u]:
+                    net += self._gv(c, H, t) * LIN[c.name][t]
+                unit = units[u]
+                if unit.leak is None:
+                    P.activate(xp, unit.activation, net, out=H[u][t])
+                else:
+                    a = P.activate(xp, unit.activation, net, out=A[u][t])
+                    tau = t - plan.direction
+                    prev = reads.read(u, tau, H[u][tau] if 0 <= tau < T else None, params)
+                    H[u][t] = P.leak_forward(params[f"{u}.alpha"], prev, a)
+
+    # -- backward -----------------------------------------------------------------------
+    def backward(self, tape, params, consts, dout, dnet, reads) -> dict:
+        xp, T, B = self.xp, reads.T, reads.B
+        H, A, LIN, S, GLIN = (tape.extra[k] for k in ("H", "A", "LIN", "S", "GLIN"))
+        grads = {k: xp.zeros_like(v) for k, v in params.items()}
+        dH = {u: self.b.zeros((T, B, self.program.size(u))) for u in self.program.units}
+        for u, d in dout.items():
+            dH[u] += d
+        for plan in reversed(self.plans):
+            dNET, dLIN = {}, {}
+            if plan.direction == 0:
+                (u,) = plan.units
+                dNET[u] = P.activate_backward(xp, self.program.units[u].activation, H[u], dH[u])
+                if u in dnet:
+                    dNET[u] = dNET[u] + dnet[u]
+            else:
+                self._scan_backward(plan, params, consts, H, A, LIN, GLIN, dH, dNET, dLIN, dnet, grads, reads)
+            self._unit_grads(plan, params, H, A, dH, dNET, grads, reads)
+            self._hoist_backward(plan, params, consts, H, LIN, S, dH, dNET, dLIN, grads, reads)
+        return grads
+
+    def _route(self, dH, name, tau, d, grads, reads):
+        """Add the gradient of a read of (name, tau) where it belongs."""
+        if name in dH:
+            inside = reads.read_backward(name, tau, d, grads)
+            if inside is not None:
+                dH[name][tau] += inside
+
+    def _scan_backward(self, plan, params, consts, H, A, LIN, GLIN, dH, dNET, dLIN, dnet, grads, reads):
+        xp, T, B = self.xp, reads.T, reads.B
+        units = self.program.units
+        steps = range(T - 1, -1, -1) if plan.direction > 0 else range(T)
+        weights = {id(g): self._weights(g, params, consts)[0] for g in plan.step_groups}
+        dG = {id(g): self.b.zeros((T, B, g.width)) for g in plan.step_groups}
+        for u in plan.units:
+            dNET[u] = self.b.zeros((T, B, units[u].size))
+        late = {u: [c for c in self.program.incoming(u) if c.name in plan.late_gate] for u in plan.units}
+        for c in (c for cs in late.values() for c in cs):
+            dLIN[c.name] = self.b.zeros(LIN[c.name].shape)
+        zero_groups = {}
+        for g in plan.step_groups:
+            if g.delay == 0:
+                zero_groups.setdefault(g.source, []).append(g)
+
+        def flush(g, t):
+            tau = t - g.delay
+            self._route(dH, g.source, tau, dG[id(g)][t] @ weights[id(g)], grads, reads)
+
+        for t in steps:
+            for u in reversed(plan.units):
+                for g in zero_groups.get(u, ()):
+                    flush(g, t)
+                unit = units[u]
+                d = dH[u][t]
+                if unit.leak is not None:
+                    tau = t - plan.direction
+                    alpha = params[f"{u}.alpha"]
+                    self._route(dH, u, tau, alpha * d, grads, reads)
+                    d = (1 - alpha) * d
+                    a = A[u][t]
+                else:
+                    a = H[u][t]
+                dn = P.activate_backward(xp, unit.activation, a, d)
+                if u in dnet:
+                    dn = dn + dnet[u][t]
+                dNET[u][t] = dn
+                for g in plan.step_groups:
+                    for c in g.members:
+                        if c.target == u:
+                            sl = g.slices[c.name]
+                            if c.gate is not None:
+                                gv = self._gv(c, H, t)
+                                dH[c.gate.unit][t] += P.gate_grad(dn * GLIN[id(g)][t][:, sl], c.gate.complement)
+                                dG[id(g)][t][:, sl] = dn * gv
+                            else:
+                                dG[id(g)][t][:, sl] = dn
+                for c in plan.step_single.get(u, ()):
+                    self._single_backward(c, t, dn, params, consts, H, dH, grads, reads)
+                for c in late[u]:
+                    gv = self._gv(c, H, t)
+                    dH[c.gate.unit][t] += P.gate_grad(dn * LIN[c.name][t], c.gate.complement)
+                    dLIN[c.name][t] = dn * gv
+            for g in plan.step_groups:
+                if g.delay != 0:
+                    flush(g, t)
+        # weight gradients of the fused step groups: one GEMM over all steps each
+        for g in plan.step_groups:
+            X = reads.shift(g.source, H[g.source], g.delay, params)
+            self._group_grads(g, X, dG[id(g)], grads)
+
+    def _single_backward(self, c, t, dn, params, consts, H, dH, grads, reads):
+        """Backward of one step of a connection computed inside the scan."""
+        xp, T = self.xp, reads.T
+        tau = t - c.delay
+        x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params)
+        gsrc = self._gv(c, H, t) if c.gate is not None and c.gate.at == "source" else None
+        dlin = dn
+        if c.gate is not None and c.gate.at == "target":
+            lin = self._lin(c, x, None, params, consts)
+            dH[c.gate.unit][t] += P.gate_grad(dn * lin, c.gate.complement)
+            dlin = dn * self._gv(c, H, t)
+        self._connection_grads(c, x if gsrc is None else gsrc * x, dlin, grads)
+        dxs = P.weight_back(xp, c.weight, params.get(c.name, consts.get(c.name)), dlin)
+        if gsrc is not None:
+            dH[c.gate.unit][t] += P.gate_grad(dxs * x, c.gate.complement)
+            dxs = dxs * gsrc
+        self._route(dH, c.source, tau, dxs, grads, reads)
+
+    def _connection_grads(self, c, xs, dlin, grads):
+        if c.weight in ("full", "diagonal"):
+            grads[c.name] += P.weight_grad(self.xp, c.weight, xs, dlin)
+        if c.bias is not None:
+            grads[f"{c.name}.bias"] += dlin.reshape(-1, dlin.shape[-1]).sum(axis=0)
+
+    def _group_grads(self, g, X, dZ, grads):
+        T, B = dZ.shape[0], dZ.shape[1]
+        flat = dZ.reshape(T * B, g.width)
+        dW = flat.T @ X.reshape(T * B, -1)
+        db = flat.sum(axis=0)
+        for c in g.members:
+            sl = g.slices[c.name]
+            grads[c.name] += dW[sl]
+            if c.bias is not None:
+                grads[f"{c.name}.bias"] += db[sl]
+
+    def _unit_grads(self, plan, params, H, A, dH, dNET, grads, reads):
+        for u in plan.units:
+            unit = self.program.units[u]
+            if unit.bias is not None:
+                grads[f"{u}.bias"] += dNET[u].reshape(-1, unit.size).sum(axis=0)
+            if unit.leak is not None:
+                prev = reads.shift(u, H[u], plan.direction, params)
+                _, _, dalpha = P.leak_backward(params[f"{u}.alpha"], prev, A[u], dH[u])
+                grads[f"{u}.alpha"] += dalpha
+
+    def _hoist_backward(self, plan, params, consts, H, LIN, S, dH, dNET, dLIN, grads, reads):
+        """Gradients of everything hoisted before the scan: one GEMM per fused group."""
+        xp, T, B = self.xp, reads.T, reads.B
+        everything = slice(None)
+
+        def dlin_of(c, lin):
+            if c.name in plan.late_gate:
+                return dLIN[c.name]
+            dn = dNET[c.target]
+            if c.gate is not None and c.gate.at == "target":
+                dH[c.gate.unit] += P.gate_grad(dn * lin(), c.gate.complement)
+                return dn * self._gv(c, H, everything)
+            return dn
+
+        for g in plan.hoist_groups:
+            X = S[(g.source, g.delay)]
+            Wcat, _ = self._weights(g, params, consts)
+            parts = [dlin_of(c, lambda c=c: self._lin(c, X, None, params, consts)) for c in g.members]
+            dZ = parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
+            self._group_grads(g, X, dZ, grads)
+            if g.source in dH:
+                dX = (dZ.reshape(T * B, g.width) @ Wcat).reshape(T, B, -1)
+                dH[g.source] += reads.shift_backward(g.source, dX, g.delay, grads)
+        for u, conns in plan.hoist_single.items():
+            for c in conns:
+                X = S[(c.source, c.delay)]
+                gsrc = self._gv(c, H, everything) if c.gate is not None and c.gate.at == "source" else None
+                dlin = dlin_of(c, lambda c=c: self._lin(c, X, None, params, consts))
+                xs = X if gsrc is None else gsrc * X
+                self._connection_grads(c, xs, dlin, grads)
+                dX = P.weight_back(xp, c.weight, params.get(c.name, consts.get(c.name)), dlin)
+                if gsrc is not None:
+                    dH[c.gate.unit] += P.gate_grad(dX * X, c.gate.complement)
+                    dX = dX * gsrc
+                if c.source in dH:
+                    dH[c.source] += reads.shift_backward(c.source, dX, c.delay, grads)

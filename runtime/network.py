@@ -1,0 +1,193 @@
+"""`Network`: parameters of a Program on a backend, forward, loss and gradients."""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.errors import DataError
+
+from .backend import Backend
+from .executor import FastExecutor
+from .init import initialize_all
+from .losses import LOSSES, fused
+from .reference import ReferenceExecutor
+from .tape import Reads
+
+EXECUTORS = {"fast": FastExecutor, "reference": ReferenceExecutor}
+
+
+class Network:
+    """A compiled spec with its parameters.
+
+    `params`: name -> array (assignable, names as in DESIGN.md). Inputs are
+    {input_name: (T, B, size)} arrays; outputs likewise (time-major).
+    """
+
+    def __init__(self, program, backend: str = "numpy", dtype: str = "float32", seed: int = 0,
+                 executor: str = "fast"):
+        self.program = program
+        self.backend = Backend(backend, dtype)
+        self.xp = self.backend.xp
+        self.seed = seed
+        self.params = {k: self.backend.asarray(v) for k, v in initialize_all(program.params, seed).items()}
+        self.consts = {c.name: self.backend.asarray(np.asarray(c.fixed, dtype=np.float64))
+                       for c in program.connections if c.weight == "fixed"}
+        if executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {executor!r}; use 'fast' or 'reference'")
+        self.executor = EXECUTORS[executor](program, self.backend)
+        self.state_depth = _state_depth(program)
+
+    @property
+    def trainable(self) -> list[str]:
+        return [n for n, p in self.program.params.items() if p.trainable]
+
+    # -- input checking -------------------------------------------------------------------
+    def _prepare(self, inputs, lengths, state):
+        p = self.program
+        missing = [n for n in p.inputs if n not in inputs]
+        if missing:
+            raise DataError(f"missing input '{missing[0]}' (the spec's inputs: {', '.join(p.inputs)})")
+        unknown = [n for n in inputs if n not in p.inputs]
+        if unknown:
+            raise DataError(f"unknown input '{unknown[0]}' (the spec's inputs: {', '.join(p.inputs)})")
+        arrays, T, B = {}, None, None
+        for name, size in p.inputs.items():
+            a = inputs[name]
+            shape = tuple(a.shape)
+            if len(shape) != 3 or shape[2] != size or (T is not None and shape[:2] != (T, B)):
+                want = f"(T, B, {size})" if T is None else f"({T}, {B}, {size})"
+                raise DataError(f"input '{name}' has shape {shape}, expected {want} (time, batch, features)")
+            T, B = shape[0], shape[1]
+            arr = self.backend.asarray(a)
+            if not bool(self.xp.isfinite(arr).all()):
+                raise DataError(f"input '{name}' contains NaN or Inf values")
+            arrays[name] = arr
+        if T is None:
+            raise DataError("the spec has no inputs; give at least one input")
+        if lengths is not None:
+            lengths = np.asarray(self.backend.to_numpy(lengths) if not isinstance(lengths, (list, tuple))
+                                 else lengths, dtype=np.int64)
+            if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
+                raise DataError(f"lengths must be {B} integers in [1, {T}], got {lengths.tolist()}")
+            if lengths.min() == T:
+                lengths = None
+        if state is not None:
+            state = {k: self.backend.asarray(v) for k, v in state.items()}
+        return arrays, Reads(p, self.backend, T, B, lengths, state)
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, inputs, lengths=None, state=None, return_state=False, units=None):
+        """{output_name: (T, B, size)}; padded steps (t >= length) are zero.
+
+        `units`: extra unit names whose trajectories to return too. With `return_state=True`
+        returns (outputs, state): the last outputs each recurrent unit needs to go on."""
+        arrays, reads = self._prepare(inputs, lengths, state)
+        tape = self.executor.forward(self.params, self.consts, arrays, reads)
+        names = list(self.program.outputs) + [u for u in (units or []) if u not in self.program.outputs]
+        unknown = [u for u in names if u not in tape.out]
+        if unknown:
+            raise DataError(f"unknown unit '{unknown[0]}'")
+        outs = {u: self._mask(tape.out[u], reads) for u in names}
+        if return_state:
+            return outs, self._final_state(tape, reads)
+        return outs
+
+    def _mask(self, y, reads):
+        return y if reads.valid is None else y * reads.valid[..., None]
+
+    def _final_state(self, tape, reads):
+        xp, state = self.xp, {}
+        for u, k in self.state_depth.items():
+            init = xp.stack([reads.fill_at(u, tau, self.params) for tau in range(-k, 0)])
+            hist = xp.concatenate([init, tape.out[u]])  # index k + t holds time t
+            if reads.lengths is None:
+                state[u] = hist[-k:]
+            else:
+                idx = xp.asarray(reads.lengths)[None, :] + xp.arange(k)[:, None]  # (k, B)
+                state[u] = xp.take_along_axis(hist, idx[..., None], axis=0)
+        return state
+
+    # -- loss and gradients -----------------------------------------------------------------
+    def loss_and_grads(self, inputs, targets, lengths=None, state=None, masks=None):
+        """(loss, {trainable param name: gradient}) by backpropagation through time."""
+        arrays, reads = self._prepare(inputs, lengths, state)
+        tape = self.executor.forward(self.params, self.consts, arrays, reads)
+        loss, dout, dnet = self._loss(tape, targets, reads, masks or {})
+        grads = self.executor.backward(tape, self.params, self.consts, dout, dnet, reads)
+        return loss, {n: grads[n] for n in self.trainable}
+
+    def loss(self, inputs, targets, lengths=None, state=None, masks=None) -> float:
+        arrays, reads = self._prepare(inputs, lengths, state)
+        tape = self.executor.forward(self.params, self.consts, arrays, reads)
+        return self._loss(tape, targets, reads, masks or {})[0]
+
+    def _loss(self, tape, targets, reads, masks):
+        xp, T, B = self.xp, reads.T, reads.B
+        total, dout, dnet = 0.0, {}, {}
+        for name, out in self.program.outputs.items():
+            if out.loss == "none":
+                continue
+            if name not in targets:
+                raise DataError(f"missing target for output '{name}'")
+            unit = self.program.units[name]
+            y = tape.out[name]
+            mask = self._position_mask(out, reads, masks.get(name))
+            target = self._target(name, targets[name], out, reads)
+            if out.at == "last":
+                target = self._place_last(target, y, reads)
+            loss, grad, wrt_net = LOSSES[out.loss](xp, y, target, mask, unit.activation)
+            if wrt_net and not fused(unit.activation.name, out.loss):
+                raise DataError(f"loss {out.loss} on output '{name}' needs a softmax/sigmoid or identity unit")
+            total += loss
+            (dnet if wrt_net else dout)[name] = grad
+        if not np.isfinite(total):
+            from compiler.errors import TrainingError
+            raise TrainingError("the loss is NaN or Inf")
+        return total, dout, dnet
+
+    def _position_mask(self, out, reads, user_mask):
+        xp, T, B = self.xp, reads.T, reads.B
+        valid = reads.valid if reads.valid is not None else xp.ones((T, B), dtype=bool)
+        if out.at == "last":
+            last = xp.zeros((T, B), dtype=bool)
+            lengths = reads.lengths if reads.lengths is not None else np.full(B, T)
+            last[xp.asarray(lengths) - 1, xp.arange(B)] = True
+            return last.astype(self.backend.dtype)
+        if out.at == "mask":
+            if user_mask is None:
+                raise DataError(f"output '{out.unit}' has at: mask; pass masks={{'{out.unit}': (T, B) array}}")
+            m = self.backend.asarray(user_mask)
+            if m.shape != (T, B):
+                raise DataError(f"mask of output '{out.unit}' has shape {tuple(m.shape)}, expected ({T}, {B})")
+            return m * valid
+        return valid.astype(self.backend.dtype)
+
+    def _target(self, name, target, out, reads):
+        T, B, size = reads.T, reads.B, self.program.units[name].size
+        shape = tuple(target.shape)
+        lead = (B,) if out.at == "last" else (T, B)
+        ok = shape in (lead + (size,), lead) if out.loss == "cross_entropy" else shape == lead + (size,)
+        if not ok:
+            want = f"{lead + (size,)}" + (f" or class indices {lead}" if out.loss == "cross_entropy" else "")
+            raise DataError(f"target for output '{name}' has shape {shape}, expected {want}")
+        if out.loss == "cross_entropy" and shape == lead:
+            return self.xp.asarray(target)
+        return self.backend.asarray(target)
+
+    def _place_last(self, target, y, reads):
+        """Spread a (B, ...) target of an `at: last` output over (T, B, ...); only the last step counts."""
+        xp = self.xp
+        full = xp.zeros((reads.T,) + tuple(target.shape), dtype=target.dtype)
+        full[:] = target
+        return full
+
+
+def _state_depth(program) -> dict:
+    """unit -> how many past outputs the next chunk needs (max forward delay reading it)."""
+    depth = {}
+    for c in program.connections:
+        if c.delay > 0 and c.source in program.units:
+            depth[c.source] = max(depth.get(c.source, 0), c.delay)
+    for u in program.units.values():
+        if u.leak is not None and program.direction.get(u.name, 1) >= 0:
+            depth[u.name] = max(depth.get(u.name, 0), 1)
+    return depth

@@ -1,0 +1,113 @@
+"""The primitive table: each activation and weight kind with its forward and backward side by side.
+
+Activation backwards are written in terms of the output `a` (all of ours can be), so the
+executors keep only outputs. Weight kinds work on arrays of any leading shape (B, n) or
+(T, B, n); `grad` sums over all leading axes.
+"""
+from __future__ import annotations
+
+
+# --- activations: forward(xp, net, act) -> a ; backward(xp, a, da, act) -> dnet -----------------
+
+def _sigmoid(xp, x, out=None):
+    out = xp.multiply(x, 0.5, out=out)
+    xp.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+def _softmax(xp, x, out=None):
+    out = xp.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+    xp.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
+ACTIVATIONS = {
+    "identity": (lambda xp, x, act, out=None: x if out is None else xp.copyto(out, x) or out,
+                 lambda xp, a, da, act: da),
+    "tanh": (lambda xp, x, act, out=None: xp.tanh(x, out=out),
+             lambda xp, a, da, act: da * (1 - a * a)),
+    "sigmoid": (lambda xp, x, act, out=None: _sigmoid(xp, x, out),
+                lambda xp, a, da, act: da * a * (1 - a)),
+    "relu": (lambda xp, x, act, out=None: xp.maximum(x, 0, out=out),
+             lambda xp, a, da, act: da * (a > 0)),
+    "softplus": (lambda xp, x, act, out=None: xp.logaddexp(0, x, out=out),
+                 lambda xp, a, da, act: da * -xp.expm1(-a)),  # sigma(net) = 1 - exp(-softplus(net))
+    "softmax": (lambda xp, x, act, out=None: _softmax(xp, x, out),
+                lambda xp, a, da, act: a * (da - (da * a).sum(axis=-1, keepdims=True))),
+    "scaled_sigmoid": (lambda xp, x, act, out=None: _scale(_sigmoid(xp, x, out), act),
+                       lambda xp, a, da, act: da * (a - act.lo) * (act.hi - a) / (act.hi - act.lo)),
+}
+
+
+def _scale(s, act):
+    s *= act.hi - act.lo
+    s += act.lo
+    return s
+
+
+def activate(xp, act, net, out=None):
+    return ACTIVATIONS[act.name][0](xp, net, act, out)
+
+
+def activate_backward(xp, act, a, da):
+    return ACTIVATIONS[act.name][1](xp, a, da, act)
+
+
+# --- weights: apply(xp, W, x) -> y ; back(xp, W, dy) -> dx ; grad(xp, x, dy) -> dW ------------
+
+def _flat(a):
+    return a.reshape(-1, a.shape[-1])
+
+
+WEIGHTS = {
+    "full": (lambda xp, W, x: x @ W.T,
+             lambda xp, W, dy: dy @ W,
+             lambda xp, x, dy: _flat(dy).T @ _flat(x)),
+    "diagonal": (lambda xp, w, x: x * w,
+                 lambda xp, w, dy: dy * w,
+                 lambda xp, x, dy: _flat(dy * x).sum(axis=0)),
+    "identity": (lambda xp, W, x: x,
+                 lambda xp, W, dy: dy,
+                 None),
+    "fixed": (lambda xp, F, x: x * F if F.ndim == 0 else x @ F.T,
+              lambda xp, F, dy: dy * F if F.ndim == 0 else dy @ F,
+              None),
+}
+
+
+def weight_apply(xp, kind, W, x):
+    return WEIGHTS[kind][0](xp, W, x)
+
+
+def weight_back(xp, kind, W, dy):
+    return WEIGHTS[kind][1](xp, W, dy)
+
+
+def weight_grad(xp, kind, x, dy):
+    return WEIGHTS[kind][2](xp, x, dy)
+
+
+# --- gates and leaks ------------------------------------------------------------------------
+
+def gate_value(g, complement: bool):
+    """The factor a gate applies: g or (1 - g)."""
+    return 1 - g if complement else g
+
+
+def gate_grad(d_gated_times_other, complement: bool):
+    """d loss / d g, given d(loss)/d(product) * (the other factor)."""
+    return -d_gated_times_other if complement else d_gated_times_other
+
+
+def leak_forward(alpha, prev, a):
+    """out = alpha * prev + (1 - alpha) * a."""
+    return alpha * prev + (1 - alpha) * a
+
+
+def leak_backward(alpha, prev, a, dout):
+    """-> (d prev, d a, d alpha summed over leading axes)."""
+    dalpha = (dout * (prev - a)).reshape(-1, dout.shape[-1]).sum(axis=0)
+    return alpha * dout, (1 - alpha) * dout, dalpha

@@ -1,0 +1,120 @@
+"""What a forward pass keeps for backward, and the rule for reads at the sequence's edges.
+
+Reading unit or input `s` at time tau for sample b gives its stored value when
+0 <= tau < length_b; otherwise the initial state: zeros for an input, h0 for a unit
+(zeros or the learned "{s}.h0"), or, for tau < 0, the `state=` carried in from a previous
+chunk. Gradients reaching an initial state go to "{s}.h0" when it is learned; a carried
+state is treated as a constant (truncated BPTT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Tape:
+    out: dict  # unit -> (T, B, size) outputs
+    extra: dict = field(default_factory=dict)
+
+
+class Reads:
+    def __init__(self, program, backend, T, B, lengths=None, state=None):
+        self.program, self.xp, self.T, self.B = program, backend.xp, T, B
+        self.backend = backend
+        self.state = state or {}
+        self.lengths = lengths
+        if lengths is None:
+            self.valid = None
+        else:
+            self.valid = self.xp.arange(T)[:, None] < self.xp.asarray(lengths)[None, :]  # (T, B)
+
+    # -- initial values -----------------------------------------------------------------
+    def size(self, name):
+        return self.program.size(name)
+
+    def initial(self, name, params):
+        """(B, size) initial state of a unit (zeros for an input)."""
+        h0 = params.get(f"{name}.h0")
+        z = self.backend.zeros((self.B, self.size(name)))
+        return z if h0 is None else z + h0
+
+    def fill_at(self, name, tau, params):
+        if tau < 0 and name in self.state:
+            k = self.state[name].shape[0]
+            if k + tau >= 0:
+                return self.state[name][k + tau]
+        return self.initial(name, params)
+
+    def _from_state(self, name, tau):
+        return tau < 0 and name in self.state and self.state[name].shape[0] + tau >= 0
+
+    # -- one step -------------------------------------------------------------------------
+    def read(self, name, tau, value, params):
+        if not 0 <= tau < self.T:
+            return self.fill_at(name, tau, params)
+        if self.valid is None:
+            return value
+        return self.xp.where(self.valid[tau][:, None], value, self.initial(name, params))
+
+    def read_backward(self, name, tau, d, grads):
+        """Route the gradient of one read; returns the part for the stored value (or None)."""
+        h0 = f"{name}.h0"
+        if not 0 <= tau < self.T:
+            if h0 in grads and not self._from_state(name, tau):
+                grads[h0] += d.sum(axis=0)
+            return None
+        if self.valid is None:
+            return d
+        keep = self.valid[tau][:, None]
+        if h0 in grads:
+            grads[h0] += self.xp.where(keep, 0, d).sum(axis=0)
+        return self.xp.where(keep, d, 0)
+
+    # -- all steps at once ----------------------------------------------------------------
+    def shift(self, name, H, delay, params):
+        """S[t] = read(name, t - delay) for all t: (T, B, size)."""
+        xp, T = self.xp, self.T
+        if delay == 0:
+            return H
+        S = xp.empty_like(H)
+        if delay > 0:
+            d = min(delay, T)
+            S[d:] = H[:T - d]
+            for t in range(d):
+                S[t] = self.fill_at(name, t - delay, params)
+            return S
+        e = min(-delay, T)
+        S[:T - e] = H[e:]
+        S[T - e:] = self.initial(name, params)
+        if self.valid is not None:
+            keep = xp.zeros((T, self.B), dtype=bool)
+            keep[:T - e] = self.valid[e:]
+            S = xp.where(keep[..., None], S, self.initial(name, params))
+        return S
+
+    def shift_backward(self, name, dS, delay, grads):
+        """Gradient of `shift`: the (T, B, size) part for H; initial-state parts go to h0."""
+        xp, T = self.xp, self.T
+        if delay == 0:
+            return dS
+        h0 = f"{name}.h0"
+        dH = xp.zeros_like(dS)
+        if delay > 0:
+            d = min(delay, T)
+            dH[:T - d] = dS[d:]
+            if h0 in grads:
+                for t in range(d):
+                    if not self._from_state(name, t - delay):
+                        grads[h0] += dS[t].sum(axis=0)
+            return dH
+        e = min(-delay, T)
+        part = dS[:T - e]
+        if self.valid is not None:
+            keep = self.valid[e:][..., None]
+            if h0 in grads:
+                grads[h0] += xp.where(keep, 0, part).sum(axis=(0, 1))
+            part = xp.where(keep, part, 0)
+        dH[e:] = part
+        if h0 in grads:
+            grads[h0] += dS[T - e:].sum(axis=(0, 1))
+        return dH

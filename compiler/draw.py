@@ -27,7 +27,7 @@ STYLES = {
     "dk": ("#8e24aa", "-", 1.3, "delay d > 1 (d=k)", 'style=dotted, color="#8e24aa", penwidth=1.5'),
     "neg": ("#d32f2f", "-", 1.3, "negative delay (reads the future)", 'style=dashed, color="#d32f2f"'),
     "gate": ("#ef8a00", "--", 1.3, "gate (multiplies at the dot)", 'color="#ef8a00", arrowhead=dot'),
-    "leak": ("#8a8a8a", "-", 0.6, "leak (alpha * own last output)", 'style=dashed, color=gray55, penwidth=0.6'),
+    "leak": ("#8a8a8a", "-", 0.6, "leak (alpha * own last output)", "style=dashed, color=gray55"),
 }
 NODES = {  # node kind -> (fill, edge colour, legend text)
     "input": ("#c8e6c9", "#2e7d32", "input"),
@@ -121,13 +121,8 @@ def graph_to_json(g) -> dict:
 
 
 def _scalar(v):
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, (list, tuple, set, frozenset)):
-        return ",".join(str(_scalar(x)) for x in v)
-    return json.dumps(_json_safe(v)) if isinstance(v, dict) else str(v)
+    v = _json_safe(v)
+    return ",".join(map(str, v)) if isinstance(v, list) else json.dumps(v) if isinstance(v, dict) else v
 
 
 def _scalars(d: dict) -> dict:
@@ -140,10 +135,8 @@ def write_graphml(g, path) -> None:
     out = h.__class__()
     out.graph.update(_scalars(h.graph))
     out.add_nodes_from((n, _scalars(d)) for n, d in h.nodes(data=True))
-    if h.is_multigraph():
-        out.add_edges_from((a, b, k, _scalars(d)) for a, b, k, d in h.edges(keys=True, data=True))
-    else:
-        out.add_edges_from((a, b, _scalars(d)) for a, b, d in h.edges(data=True))
+    edges = h.edges(keys=True, data=True) if h.is_multigraph() else h.edges(data=True)
+    out.add_edges_from((*e[:-1], _scalars(e[-1])) for e in edges)
     nx.write_graphml(out, str(path))
 
 
@@ -186,9 +179,9 @@ def graph_to_dot(g, title: str = "", unrolled: bool | None = None, labels: bool 
     folded graph only (the unrolled one repeats each name T times: there it is the tooltip)."""
     unrolled = _is_unrolled(g) if unrolled is None else unrolled
     labels = not unrolled if labels is None else labels
+    layout = "layout=neato, splines=true, overlap=true" if unrolled else "rankdir=LR, nodesep=0.25"
     out = [f"digraph {_q(title or 'timeloom')} {{",
-           f"  graph [{'layout=neato, splines=true, overlap=true' if unrolled else 'rankdir=LR'}, label={_q(title)}, labelloc=t, fontname=Helvetica, "
-           "nodesep=0.25, ranksep=0.5];",
+           f"  graph [{layout}, label={_q(title)}, labelloc=t, fontname=Helvetica];",
            "  node [style=filled, fontname=Helvetica, fontsize=10];",
            "  edge [fontname=Helvetica, fontsize=8, arrowsize=0.6];"]
     if unrolled:  # a pinned grid, as draw() makes: x = time, y = unit row (inputs at the bottom)
@@ -198,11 +191,10 @@ def graph_to_dot(g, title: str = "", unrolled: bool | None = None, labels: bool 
     else:
         out += ["  " + _dot_node(g, n, False) for n in g]
     for a, b, d in g.edges(data=True):
-        style = edge_style(d)
-        attrs = [STYLES[style][4]]
+        attrs = [STYLES[edge_style(d)][4]]
         label, names = _edge_label(d, 14 if labels else 0), _edge_label(d, 10 ** 6)
         attrs += [f"label={_q(label)}"] * bool(label) + [f"tooltip={_q(names)}"] * bool(names)
-        if d.get("delay"):  # the delay-0 edges alone set the rows (unrolled) or columns (folded)
+        if d.get("delay") and not unrolled:  # the delay-0 edges alone set the columns
             attrs.append("constraint=false")
         out.append(f"  {_q(node_id(a))} -> {_q(node_id(b))} [{', '.join(attrs)}];")
     out.append("}")
@@ -277,60 +269,52 @@ class _Sketch:
         if label:
             self.labels.append((at, label, style))
         tip, d = pts[-1], pts[-1] - pts[-2]
-        d = d / (np.hypot(*d) or 1.0)
-        if style == "gate":
+        d, n = d / (np.hypot(*d) or 1.0), np.array([-d[1], d[0]]) / (np.hypot(*d) or 1.0)
+        if style == "gate":  # a dot where the gate multiplies, else an arrowhead
             self.dots.append(tip)
         else:
-            n = np.array([-d[1], d[0]])
             self.heads[style].append(np.array([tip, tip - 0.1 * d + 0.035 * n, tip - 0.1 * d - 0.035 * n]))
 
     def render(self, path, fmt, title, setup=None):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no GUI, no global state
         from matplotlib.collections import LineCollection, PatchCollection, PolyCollection
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
         from matplotlib.patches import Ellipse, Rectangle
-
         scale = np.array([self.sx, self.sy])
         pts = [np.vstack(v) for v in self.lines.values()] + [np.array([[0.0, 0.0]])] * (not self.shapes)
         for c, (a, b, _) in self.shapes.values():
             pts.append(np.array([c - [a, b], c + [a, b]]))
         pts.extend(np.array([at]) for at, _, _ in self.labels)
-        allp = np.vstack(pts)
-        lo, hi = allp.min(0) - 0.3, allp.max(0) + 0.3
-        size = hi - lo
+        lo, hi = np.vstack(pts).min(0) - 0.3, np.vstack(pts).max(0) + 0.3
+        size = hi - lo  # the axes fill the figure: one data unit is exactly sx by sy inches
         fig = Figure(figsize=tuple(size))
         FigureCanvasAgg(fig)
         ax = fig.add_axes((0, 0, 1, 1))
         ax.set_xlim(lo[0] / self.sx, hi[0] / self.sx)
         ax.set_ylim(lo[1] / self.sy, hi[1] / self.sy)
         for style, lines in self.lines.items():
-            colour, ls, lw = STYLES[style][:3]
-            ax.add_collection(LineCollection([p / scale for p in lines], colors=colour, linestyles=ls,
-                                             linewidths=lw * (0.5 if self.large else 1), zorder=1))
+            ax.add_collection(LineCollection([p / scale for p in lines], colors=STYLES[style][0], zorder=1,
+                                             linestyles=STYLES[style][1], linewidths=STYLES[style][2]))
         for style, heads in self.heads.items():
             ax.add_collection(PolyCollection([h / scale for h in heads], facecolors=STYLES[style][0],
                                              edgecolors="none", zorder=2))
         if self.dots:
             d = np.array(self.dots) / scale
             ax.plot(d[:, 0], d[:, 1], "o", ms=4.5, color=STYLES["gate"][0], zorder=2)
-        patches, faces, edges = [], [], []
+        patches, colours = [], []
         for x, y, kind, (a, b, p), text in self.nodes:
             w, h = 2 * a / self.sx, 2 * b / self.sy
             patches.append(Rectangle((x - w / 2, y - h / 2), w, h) if p > 2 else Ellipse((x, y), w, h))
-            faces.append(NODES.get(kind, NODES["unit"])[0])
-            edges.append(NODES.get(kind, NODES["unit"])[1])
+            colours.append(NODES.get(kind, NODES["unit"]))
             if text and not self.large:
                 ax.text(x, y, text, ha="center", va="center", fontsize=8, zorder=4)
-        ax.add_collection(PatchCollection(patches, facecolors=faces, edgecolors=edges,
-                                          linewidths=0.3 if self.large else 1.0, zorder=3))
+        ax.add_collection(PatchCollection(patches, facecolors=[c[0] for c in colours], zorder=3,
+                                          edgecolors=[c[1] for c in colours], linewidths=1 - 0.7 * self.large))
         for at, text, style in self.labels:
             ax.text(*(at / scale), text, fontsize=7, color=STYLES[style][0], ha="center", va="center",
                     zorder=5, bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
-        for side in ax.spines.values():
-            side.set_visible(False)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[], frame_on=False)
         if setup:
             setup(ax)
         ax.set_title(title, fontsize=12, loc="left")
@@ -346,13 +330,14 @@ class _Sketch:
 
 
 def _draw_unrolled(g, rows=None) -> tuple[_Sketch, callable]:
-    order = list(rows or [])
-    order += [u for u in unit_rows(g) if u not in order]
+    known = unit_rows(g)
+    order = [u for u in dict.fromkeys(rows or []) if u in known]
+    order += [u for u in known if u not in order]
     row = {u: i for i, u in enumerate(order)}
     times = sorted({_time(g, n) for n in g}) or [0]
     ncols, nrows = times[-1] - times[0] + 1, len(order)
     large = g.number_of_nodes() > LARGE
-    sx, sy = float(np.clip(90 / ncols, 0.06, 1.35)), float(np.clip(60 / nrows, 0.06, 0.8))
+    sx, sy = float(np.clip(90 / ncols, 0.06, 1.35)), float(np.clip(60 / max(nrows, 1), 0.06, 0.8))
     r = min(0.14, 0.2 * min(sx, sy))
     sk = _Sketch(sx, sy, large)
     for n, d in g.nodes(data=True):
@@ -370,8 +355,8 @@ def _draw_unrolled(g, rows=None) -> tuple[_Sketch, callable]:
             rad = -min(0.5, 0.1 + 0.07 * (abs(dt) - 1))
         delay = d.get("delay") or 0
         sk.edge(a, b, rad, style, f"d={delay}" if abs(delay) >= 2 else None)
-    steps = g.graph.get("steps") or 1 + max((_time(g, n) for n, k in g.nodes(data="kind") if k != "initial"),
-                                            default=0)
+    inner = [_time(g, n) for n, k in g.nodes(data="kind") if k != "initial"]
+    steps = g.graph.get("steps") or 1 + max(inner, default=0)
 
     def setup(ax):
         lo_x, hi_x = ax.get_xlim()
@@ -384,7 +369,8 @@ def _draw_unrolled(g, rows=None) -> tuple[_Sketch, callable]:
         if nrows <= 100:
             ax.set_yticks(range(nrows), order, fontsize=9)
         ax.tick_params(length=0)
-        ax.set_xlabel("time step  →" + ("   (grey: initial states)" if times[0] < 0 or times[-1] >= steps else ""))
+        grey = times[0] < 0 or times[-1] >= steps
+        ax.set_xlabel("time step  →" + ("   (grey: initial states)" if grey else ""))
 
     return sk, setup
 

@@ -6,6 +6,7 @@ are kept in a side table keyed by JSON path, so later checks can say file:line:c
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -40,7 +41,7 @@ class Positions(dict):
 
 
 class _CountingLoader(yaml.SafeLoader):
-    """SafeLoader that counts alias uses while composing."""
+    """SafeLoader that counts alias uses while composing, with YAML 1.2 floats (1e-3 is a number)."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -50,6 +51,17 @@ class _CountingLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             self.alias_count += 1
         return super().compose_node(parent, index)
+
+
+_FLOAT_12 = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+_CountingLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_CountingLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
 
 
 def _mark(node) -> tuple[int, int]:

@@ -127,8 +127,9 @@ def compile_spec(spec, file: str | None = None) -> Program:
     _, direction, _ = graphs.scc_directions(g)
     graphs.add_leaks(g, ex.units, direction)
     comps = graphs.components(g, set(ex.units))
+    units = {u: ex.units[u] for comp in comps for u in comp.units}  # in computation order
     return Program(
         name=data.get("name", Path(source).stem if source else "spec"),
-        inputs=ex.inputs, units=ex.units, connections=ex.connections, outputs=ex.outputs,
-        params=parameters(ex.inputs, ex.units, ex.connections), graph=g, components=comps,
+        inputs=ex.inputs, units=units, connections=ex.connections, outputs=ex.outputs,
+        params=parameters(ex.inputs, units, ex.connections), graph=g, components=comps,
         spec=data, source=source, warnings=[p for p in problems if p.severity == "warning"])

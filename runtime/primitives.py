@@ -6,6 +6,8 @@ executors keep only outputs. Weight kinds work on arrays of any leading shape (B
 """
 from __future__ import annotations
 
+from .cuda import is_cupy, kernel
+
 
 # --- activations: forward(xp, net, act) -> a ; backward(xp, a, da, act) -> dnet -----------------
 
@@ -49,11 +51,38 @@ def _scale(s, act):
 
 
 def activate(xp, act, net, out=None):
+    if act.name in _FUSED and is_cupy(xp):
+        return _FUSED[act.name][0](net, act, out)
     return ACTIVATIONS[act.name][0](xp, net, act, out)
 
 
 def activate_backward(xp, act, a, da):
+    if act.name in _FUSED and is_cupy(xp):
+        return _FUSED[act.name][1](a, da, act)
     return ACTIVATIONS[act.name][1](xp, a, da, act)
+
+
+# CuPy: the same functions as single fused kernels (runtime/cuda.py)
+_FUSED = {
+    "sigmoid": (lambda x, act, out: _run("sigmoid", x, out=out),
+                lambda a, da, act: kernel("sigmoid_back")(a, da)),
+    "tanh": (lambda x, act, out: _cupy().tanh(x, out=out),  # already one kernel
+             lambda a, da, act: kernel("tanh_back")(a, da)),
+    "scaled_sigmoid": (lambda x, act, out: _run("scaled_sigmoid", x, x.dtype.type(act.lo), x.dtype.type(act.hi),
+                                                out=out),
+                       lambda a, da, act: kernel("scaled_sigmoid_back")(a, da, a.dtype.type(act.lo),
+                                                                       a.dtype.type(act.hi))),
+}
+
+
+def _run(name, *args, out=None):
+    k = kernel(name)
+    return k(*args) if out is None else k(*args, out)
+
+
+def _cupy():
+    import cupy
+    return cupy
 
 
 # --- weights: apply(xp, W, x) -> y ; back(xp, W, dy) -> dx ; grad(xp, x, dy) -> dW ------------
@@ -104,6 +133,8 @@ def gate_grad(d_gated_times_other, complement: bool):
 
 def leak_forward(alpha, prev, a):
     """out = alpha * prev + (1 - alpha) * a."""
+    if type(a).__module__.startswith("cupy"):
+        return kernel("leak")(alpha, prev, a)
     return alpha * prev + (1 - alpha) * a
 
 

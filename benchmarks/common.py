@@ -1,0 +1,176 @@
+"""Shared helpers for the benchmarks: thread setup, timing, a measured GEMM peak, tables.
+
+Timing: a few warm-up calls, then the median of N repeats measured with
+`time.perf_counter`. When two implementations are compared, `time_interleaved` runs their
+repeats alternately (a, b, a, b, ...) so that load from other processes on a shared
+machine hits both alike.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+
+# --- threads -------------------------------------------------------------------------------
+
+def blas_threads() -> tuple[int, str]:
+    """(thread count of NumPy's BLAS, how it was found)."""
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if blas:
+            return max(p["num_threads"] for p in blas), f"threadpoolctl ({blas[0].get('internal_api')})"
+    except ImportError:
+        pass
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var]), f"${var}"
+    return os.cpu_count() or 1, "os.cpu_count() (threadpoolctl not installed)"
+
+
+def setup_threads(verbose: bool = True) -> int:
+    """Give torch (if installed) as many threads as NumPy's BLAS uses; returns that count."""
+    n, how = blas_threads()
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    if verbose:
+        print(f"threads: {n} (NumPy BLAS, from {how}; torch.set_num_threads({n}))")
+    return n
+
+
+# --- timing --------------------------------------------------------------------------------
+
+def _sync_none():
+    pass
+
+
+def time_fn(fn, repeats: int = 5, warmup: int = 1, sync=_sync_none) -> list[float]:
+    """Seconds of each of `repeats` calls of fn() after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+        sync()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def time_interleaved(fns: dict, repeats: int = 5, warmup: int = 1, sync=_sync_none) -> dict:
+    """{name: [seconds]} timing each fn in turn, repeat by repeat (a, b, a, b, ...)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+            sync()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def median(xs) -> float:
+    return statistics.median(xs)
+
+
+def spread(xs) -> float:
+    """(max - min) / median: how noisy a series of timings was."""
+    m = statistics.median(xs)
+    return (max(xs) - min(xs)) / m if m else 0.0
+
+
+# --- peak ----------------------------------------------------------------------------------
+
+def gemm_peak(n: int = 1024, repeats: int = 7, dtype=np.float32) -> dict:
+    """Measured float32 GEMM throughput of NumPy (n x n @ n x n): GFLOP/s, best and median."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype=dtype)
+    times = time_fn(lambda: np.matmul(a, b, out=c), repeats=repeats, warmup=2)
+    flops = 2.0 * n ** 3
+    return {"n": n, "best": flops / min(times) / 1e9, "median": flops / median(times) / 1e9}
+
+
+def torch_gemm_peak(n: int = 1024, repeats: int = 7, device: str = "cpu") -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else _sync_none
+    times = time_fn(lambda: torch.mm(a, b), repeats=repeats, warmup=2, sync=sync)
+    flops = 2.0 * n ** 3
+    return {"n": n, "best": flops / min(times) / 1e9, "median": flops / median(times) / 1e9}
+
+
+# --- output --------------------------------------------------------------------------------
+
+def fmt(x, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def print_table(headers: list[str], rows: list[list], title: str | None = None) -> str:
+    """Print a plain-text table (numbers right-aligned) and return it."""
+    cells = [[str(h) for h in headers]] + [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r):
+        return "  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths)).rstrip()
+
+    out = []
+    if title:
+        out.append(title)
+    out.append(line(cells[0]))
+    out.append("  ".join("-" * w for w in widths))
+    out.extend(line(r) for r in cells[1:])
+    text = "\n".join(out)
+    print(text, flush=True)
+    return text
+
+
+def _numeric(s: str) -> bool:
+    try:
+        float(s.rstrip("x%"))
+        return True
+    except ValueError:
+        return False
+
+
+def machine_info() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    parts = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
+    try:
+        import torch
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        pass
+    parts.append(f"cpus {os.cpu_count()}")
+    if load:
+        parts.append("load avg " + "/".join(f"{x:.2f}" for x in load))
+    return ", ".join(parts)

@@ -33,9 +33,23 @@ def blas_threads() -> tuple[int, str]:
     except ImportError:
         pass
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
+        if os.environ.get(var, "").isdigit():  # OpenBLAS obeys these at import
             return int(os.environ[var]), f"${var}"
     return os.cpu_count() or 1, "os.cpu_count() (threadpoolctl not installed)"
+
+
+def reexec_with_threads(n: int | None) -> None:
+    """Restart this script with OpenBLAS/MKL/OpenMP limited to n threads (they read the
+    environment only when NumPy is first imported; threadpoolctl is not needed)."""
+    if not n:
+        return
+    env = dict(os.environ)
+    if env.get("OPENBLAS_NUM_THREADS") == str(n):
+        return
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        env[var] = str(n)
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
 def setup_threads(verbose: bool = True) -> int:

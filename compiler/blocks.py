@@ -43,7 +43,9 @@ def lstm(o):
         units["i"]["bias"] = {"value": GERS_INPUT_BIAS}
     if gers and "f" in units:
         units["f"]["bias"] = {"value": GERS_FORGET_BIAS}
-    if "forget_bias" in o and "f" in units:
+    if "forget_bias" in o and not forget:
+        raise ValueError("forget_bias needs forget_gate: true (without a forget gate there is nothing to bias)")
+    if "forget_bias" in o:
         units["f"]["bias"] = {"value": o["forget_bias"]}
     units["g"] = {"size": size, "activation": GERS_CELL_INPUT if gers else o.get("cell_activation", "tanh")}
     units["c"] = {"size": size, "activation": "identity", "bias": False, "initial": initial}

@@ -310,7 +310,8 @@ class _Sketch:
             if text and not self.large:
                 ax.text(x, y, text, ha="center", va="center", fontsize=8, zorder=4)
         ax.add_collection(PatchCollection(patches, facecolors=[c[0] for c in colours], zorder=3,
-                                          edgecolors=[c[1] for c in colours], linewidths=1 - 0.7 * self.large))
+                                          edgecolors=[c[1] for c in colours],
+                                          linewidths=0.3 if self.large else 1))
         for at, text, style in self.labels:
             ax.text(*(at / scale), text, fontsize=7, color=STYLES[style][0], ha="center", va="center",
                     zorder=5, bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
@@ -403,6 +404,9 @@ def _draw_folded(g) -> _Sketch:
     for u, v, d in g.edges(data=True):
         style, delay = edge_style(d), d.get("delay") or 0
         label = "leak" if style == "leak" else f"d={delay}" if delay else None
+        if style == "gate" and any(k == d.get("param") and e.get("gate_complement")
+                                   for _, _, k, e in g.in_edges(v, keys=True, data=True)):
+            label = f"1-{u}"  # a complement gate, as GRU's (1 - z)
         if u == v:
             sk.loop(u, 0.16 + 0.1 * loops[u], style, label)
             loops[u] += 1

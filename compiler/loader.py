@@ -118,20 +118,24 @@ def load_yaml(text: str, file: str = "<spec>"):
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = e.problem or "invalid YAML"
-            hint = ""
-            if "tab" in problem.lower() or "\t" in text:
-                hint = " (YAML indentation must use spaces, not tabs)"
             raise SpecError([SpecIssue(file, line, col, "",
-                                       f"YAML syntax error: {problem}{hint}")]) from None
+                                       f"YAML syntax error: {_explain_yaml(e, text)}")]) from None
         except yaml.YAMLError as e:
             raise SpecError([SpecIssue(file, 1, 1, "", f"YAML error: {e}")]) from None
         if loader.alias_count > MAX_ALIASES:
             raise SpecError([SpecIssue(file, 1, 1, "",
                                        f"the spec uses {loader.alias_count} YAML aliases (limit "
-                                       f"{MAX_ALIASES}); expand them by hand or use a template")])
+                                       f"{MAX_ALIASES}): too many to be safe (alias bomb?); expand them "
+                                       "by hand or use a template")])
         if node is None:
             raise SpecError([SpecIssue(file, 1, 1, "", "the spec is empty; start with 'timeloom: 1'")])
+        bomb = _alias_bomb(node)
+        if bomb is not None:
+            line, col = _mark(bomb[0])
+            raise SpecError([SpecIssue(file, line, col, "",
+                                       f"YAML alias bomb (\"billion laughs\"): this value expands to "
+                                       f"{bomb[1]} nodes through nested aliases (limit {MAX_NODES:,}); "
+                                       "write the data out without nesting &anchors and *aliases")])
         builder = _Builder(loader, positions)
         try:
             data = builder.build(node)
@@ -149,6 +153,68 @@ def load_yaml(text: str, file: str = "<spec>"):
         return data, positions
     finally:
         loader.dispose()
+
+
+def _alias_bomb(root):
+    """(node, size) for the deepest node whose alias-expanded size exceeds MAX_NODES, else None.
+
+    Aliases share one node object, so sizes are memoized per node: linear in the document."""
+    sizes: dict[int, float] = {}
+
+    def size(node) -> float:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = float("inf")  # a node that (through an alias) contains itself never ends
+        children = ([v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode) else
+                    node.value if isinstance(node, yaml.SequenceNode) else [])
+        sizes[key] = 1 + sum(size(c) for c in children)
+        return sizes[key]
+
+    if size(root) <= MAX_NODES:
+        return None
+    node = root
+    while True:
+        children = ([v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode) else
+                    node.value if isinstance(node, yaml.SequenceNode) else [])
+        big = next((c for c in children if size(c) > MAX_NODES), None)
+        if big is None or big is node:
+            total = size(node)
+            return node, ("infinitely many (it contains itself)" if total == float("inf") else f"{int(total):,}")
+        node = big
+
+
+_YAML_HINTS = (  # (substring of PyYAML's problem, explanation); {ctx} = where the context started
+    ("'\\t'", "a tab character; YAML indentation must use spaces, not tabs"),
+    ("expected <block end>, but found '<block mapping start>'",
+     "bad indentation: this line does not line up with the mapping that starts at {ctx}; "
+     "the keys of one mapping must start in the same column"),
+    ("expected <block end>, but found '<block sequence start>'",
+     "bad indentation: this list item does not line up with the block that starts at {ctx}; "
+     "the items of one list must start in the same column"),
+    ("expected <block end>", "bad indentation: this line does not line up with the block that starts at {ctx}"),
+    ("mapping values are not allowed here",
+     "unexpected ':' here; check the indentation (is this line indented deeper than the key above it? "
+     "keys of one mapping must line up) or quote a value that contains ': '"),
+    ("expected ',' or '}'", "the '{{' at {ctx} is not closed; add the missing '}}'"),
+    ("expected ',' or ']'", "the '[' at {ctx} is not closed; add the missing ']'"),
+    ("could not find expected ':'", "a key is missing its ':' (the entry starts at {ctx})"),
+    ("found undefined alias", "{problem}: define the anchor (&name) before using it (*name)"),
+    ("found unexpected end of stream", "{problem}: the quote at {ctx} is not closed"),
+)
+
+
+def _explain_yaml(e: yaml.MarkedYAMLError, text: str) -> str:
+    """PyYAML's problem text -> what is wrong and how to fix it."""
+    problem = e.problem or "invalid YAML"
+    cm = e.context_mark
+    ctx = f"line {cm.line + 1}, column {cm.column + 1}" if cm else "the line above"
+    for needle, explanation in _YAML_HINTS:
+        if needle in problem:
+            return explanation.format(ctx=ctx, problem=problem)
+    if "\t" in text:
+        return f"{problem} (YAML indentation must use spaces, not tabs)"
+    return f"{problem} ({e.context} at {ctx})" if e.context else problem
 
 
 def load_file(path) -> tuple[object, Positions]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import lru_cache
 
 import jsonschema
@@ -45,45 +46,141 @@ def _deepest(error):
     return error
 
 
-def _message(error) -> tuple[str, tuple, bool]:
+_NAME_HELP = "use letters, digits, '_' and '.', starting with a letter or '_' (e.g. 'h2', 'enc.h')"
+_IDENT_HELP = "use letters, digits and '_' (no dots), starting with a letter or '_'"
+_REF_HELP = "write $name or ${name}, where name is a template parameter (letters, digits and '_')"
+_TYPES = {"integer": "an integer (a whole number such as 3)", "number": "a number", "string": "a string",
+          "boolean": "true or false", "object": "a mapping (key: value entries)", "array": "a list",
+          "null": "empty"}
+
+
+def _describe(value) -> str:
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if value is None:
+        return "nothing (null)"
+    return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else repr(value)
+
+
+def _is_key_error(error, data) -> bool:
+    """propertyNames errors are about a key of the object at error.path, not a value."""
+    if "propertyNames" not in error.absolute_schema_path:
+        return False
+    node = _lookup(data, error.absolute_path)
+    return isinstance(node, dict) and error.instance in node
+
+
+def _lookup(data, path):
+    for p in path:
+        try:
+            data = data[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _pattern_message(error, where) -> str:
+    pattern, value = error.validator_value, error.instance
+    if pattern.startswith("^\\$"):
+        return f"{where}: {value!r} is not a valid parameter reference; {_REF_HELP}"
+    if pattern == "^[A-Za-z_][A-Za-z0-9_]*$":
+        return f"{where}: {value!r} is not a valid template or parameter name; {_IDENT_HELP}"
+    if "A-Za-z0-9_." in pattern:
+        return f"{where}: {value!r} is not a valid name; {_NAME_HELP}"
+    return f"{where}: {value!r} does not match the pattern {pattern}"
+
+
+def _message(error, data) -> tuple[str, tuple, bool]:
     """(message, path, point at the key?) for one jsonschema error."""
     path = tuple(error.absolute_path)
     v = error.validator
+    where = _where(path)
+    if _is_key_error(error, data):
+        key = error.instance
+        if v == "not" and path == ("templates",):
+            return (f"template '{key}' shadows the built-in block {key}; rename it (e.g. 'my_{key}')",
+                    path + (key,), True)
+        if v == "pattern":
+            return _pattern_message(error, where), path + (key,), True
+        return f"{where}: the key {key!r} is not allowed: {error.message}", path + (key,), True
     if v == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
         key = extra[0] if extra else "?"
         hint = did_you_mean(key, allowed) or (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
-        return f"unknown key '{key}' in {_where(path)}{hint}", path + (key,), True
+        return f"unknown key '{key}' in {where}{hint}", path + (key,), True
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"missing required key '{missing}' in {_where(path)}", path, False
+        fix = "add `timeloom: 1` at the top" if missing == "timeloom" else f"add `{missing}: ...`"
+        return f"missing required key '{missing}' in {where}; {fix}", path, False
     if v == "enum":
         hint = did_you_mean(error.instance, error.validator_value)
         choices = ", ".join(str(c) for c in error.validator_value)
-        return f"{error.instance!r} is not allowed for {_where(path)}{hint}; use one of: {choices}", path, False
+        return f"{error.instance!r} is not allowed for {where}{hint}; use one of: {choices}", path, False
     if v == "type":
         want = error.validator_value
-        want = " or ".join(want) if isinstance(want, list) else want
-        return f"{_where(path)} must be of type {want}, not {type(error.instance).__name__} ({error.instance!r})", path, False
+        want = " or ".join(_TYPES.get(w, w) for w in want) if isinstance(want, list) else _TYPES.get(want, want)
+        return f"{where} must be {want}, not {_describe(error.instance)}", path, False
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        return f"{_where(path)}: {error.message}", path, False
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        return f"{where} must be {op} {error.validator_value}, got {error.instance!r}", path, False
     if v == "pattern":
-        return f"{_where(path)}: {error.instance!r} is not a valid name (letters, digits, '_' and '.', not starting with a digit)", path, False
+        return _pattern_message(error, where), path, False
     if v == "const":
-        return f"{_where(path)} must be {error.validator_value!r}", path, False
-    return f"{_where(path)}: {error.message}", path, False
+        extra = " (this version of timeloom reads spec format 1)" if path == ("timeloom",) else ""
+        return f"{where} must be {error.validator_value!r}, not {error.instance!r}{extra}", path, False
+    if v in ("minItems", "maxItems") and isinstance(error.instance, list):
+        return f"{where}: {error.message}", path, False
+    return f"{where}: {error.message}", path, False
+
+
+_REF = re.compile(r"\$\{?[A-Za-z_]")
+
+
+def _refs_outside_templates(data, path=()):
+    """(path, text, is_key) of every "$name"/"${name}" outside `templates:`: they are never replaced."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if not path and k == "templates":
+                continue
+            if isinstance(k, str) and _REF.search(k):
+                yield path + (k,), k, True
+            yield from _refs_outside_templates(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _refs_outside_templates(v, path + (i,))
+    elif isinstance(data, str) and _REF.search(data):
+        yield path, data, False
 
 
 def validate(data, positions: Positions) -> list[SpecIssue]:
-    """Every schema violation in `data`, each placed at its source position."""
-    issues = []
+    """Every schema violation in `data`, each placed at its source position, in file order."""
+    found = []  # (message, path, at_key, error)
     seen = set()
-    for error in sorted(_validator().iter_errors(data), key=lambda e: tuple(map(str, e.absolute_path))):
+    for error in _validator().iter_errors(data):
         error = _deepest(error)
-        message, path, at_key = _message(error)
+        message, path, at_key = _message(error, data)
         if (message, path) in seen:
             continue
         seen.add((message, path))
-        issues.append(positions.issue(path, message, at_key=at_key))
-    return issues
+        found.append((message, path, at_key, error))
+    # "missing 'size'" next to "unknown key 'sise' (did you mean 'size'?)" is one mistake, not two
+    typos = {(p[:-1], m.split("did you mean '")[1].split("'")[0]) for m, p, _, e in found
+             if e.validator == "additionalProperties" and "did you mean '" in m}
+    found = [f for f in found if not (f[3].validator == "required" and
+                                      (f[1], f[0].split("'")[1]) in typos)]
+    issues = [positions.issue(path, message, at_key=at_key) for message, path, at_key, _ in found]
+    flagged = {path for _, path, _, _ in found}
+    if isinstance(data, dict):
+        for path, text, is_key in _refs_outside_templates(data):
+            if path in flagged:
+                continue
+            issues.append(positions.issue(
+                path, f"'{text}' is a template parameter reference, but $-references only work inside "
+                      "templates: (in a template's units, blocks and connections); write the value itself "
+                      "here, or move this part into a template", at_key=is_key))
+    return sorted(issues, key=lambda i: (i.line, i.column))

@@ -21,14 +21,27 @@ def check(ex, g: nx.MultiDiGraph) -> list[SpecIssue]:
     for c in ex.connections:
         issues += _check_connection(c, size, ex)
     for o in ex.outputs.values():
-        act = ex.units[o.unit].activation.name
-        allowed = LOSS_ACTIVATIONS.get(o.loss)
-        if allowed and act not in allowed:
-            issues.append(_issue(o.pos, f"output '{o.unit}' has loss {o.loss} but activation {act}; "
-                                        f"give the unit activation {allowed[0]} (or identity for logits)"))
+        issues += _check_output(o, ex.units[o.unit])
     issues += _check_loops(ex, g)
     issues += _check_reach(ex, g)
     return issues
+
+
+def _check_output(o, unit):
+    """cross_entropy / bce fuse their gradient with softmax / sigmoid: out must be exactly f(net)."""
+    out = []
+    allowed = LOSS_ACTIVATIONS.get(o.loss)
+    act = unit.activation.name
+    where = f"unit '{unit.name}' (line {unit.pos.line})"
+    if allowed and act not in allowed:
+        out.append(_issue(o.pos, f"output '{o.unit}' has loss {o.loss} but activation {act}; give {where} "
+                                 f"activation: {allowed[0]} (or identity for logits), or use loss: mse"))
+    if allowed and unit.leak is not None:
+        out.append(_issue(o.pos, f"output '{o.unit}' has loss {o.loss} but a leak; {o.loss} needs the output "
+                                 f"to be exactly {allowed[0]}(net) (its gradient is fused with the "
+                                 f"{allowed[0]}): remove the leak from {where} or read the leaky unit "
+                                 f"through a {allowed[0]} output unit"))
+    return out
 
 
 def _check_connection(c, size, ex):
@@ -36,7 +49,8 @@ def _check_connection(c, size, ex):
     src, tgt = size[c.source], size[c.target]
     what = f"connection {c.source} -> {c.target}"
     if c.weight in ("identity", "diagonal") and src != tgt:
-        out.append(_issue(c.pos, f"{what} has a {c.weight} weight but sizes differ ({c.source}: {src}, "
+        article = "an" if c.weight == "identity" else "a"
+        out.append(_issue(c.pos, f"{what} has {article} {c.weight} weight but sizes differ ({c.source}: {src}, "
                                  f"{c.target}: {tgt}); use weight: full or make the sizes equal"))
     if c.weight == "fixed":
         shape = np.shape(c.fixed)
@@ -64,8 +78,12 @@ def _cycle_text(cycle) -> str:
 def _check_loops(ex, g):
     out = []
     zero = zero_delay_graph(g)
+    self_gated = {c.target for c in ex.connections if c.gate is not None and c.gate.unit == c.target}
     for comp in nx.strongly_connected_components(zero):
-        if len(comp) > 1 or zero.has_edge(*(next(iter(comp)),) * 2):
+        (one,) = comp if len(comp) == 1 else (None,)
+        if one in self_gated and not any(c.source == c.target == one and not c.delay for c in ex.connections):
+            continue  # reported as "gated by its own target"
+        if len(comp) > 1 or zero.has_edge(one, one):
             cycle = nx.find_cycle(zero.subgraph(comp))
             first = next(c for c in ex.connections if c.target == cycle[0][1] and c.source == cycle[0][0]
                          or (c.gate and c.gate.unit == cycle[0][0] and c.target == cycle[0][1]))
@@ -75,7 +93,7 @@ def _check_loops(ex, g):
     for members, delays in mixed:
         sub = g.subgraph(members)
         c = next(c for c in ex.connections if c.source in members and c.target in members and c.delay)
-        names = " , ".join(sorted(members))
+        names = ", ".join(sorted(members))
         out.append(_issue(c.pos, f"the recurrent cycle through {names} mixes forward delays "
                                  f"({', '.join(str(d) for d in sorted(delays) if d > 0)}) and backward delays "
                                  f"({', '.join(str(d) for d in sorted(delays) if d < 0)}); it cannot be scanned in "

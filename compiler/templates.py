@@ -58,14 +58,43 @@ class Expander:
         self.raw_connections: list[Connection] = []
         self.issues: list[SpecIssue] = []
         self.depth = 0
+        self.failed: set[str] = set()  # units/blocks that could not be built: no "unknown name" cascades
+        self.instances: list[tuple] = []  # (block, template, path) of the user templates being expanded
+        self.broken_templates = self.check_templates()
 
     # -- errors ---------------------------------------------------------------------
     def error(self, path, message, at_key=False):
-        self.issues.append(self.positions.issue(path, message, at_key=at_key))
+        if self.instances:
+            block, kind, where = self.instances[-1]
+            line, _ = self.positions.find(where)
+            message += f" (in block '{block}', an instance of template '{kind}' at line {line})"
+        issue = self.positions.issue(path, message, at_key=at_key)
+        if issue not in self.issues:  # a template used twice reports its own mistakes once
+            self.issues.append(issue)
         raise _Fail
+
+    def check_templates(self) -> set:
+        """Every $-reference in a template body must name one of its params; report each at its place."""
+        broken = set()
+        for kind, template in self.templates.items():
+            params = (template or {}).get("params") or {}
+            for key in ("units", "blocks", "connections", "inputs", "outputs"):
+                for path, ref, text in _references(template.get(key), ("templates", kind, key)):
+                    if ref not in params:
+                        broken.add(kind)
+                        self.issues.append(self.positions.issue(
+                            path, f"template '{kind}' uses '{text}' but has no parameter '{ref}'"
+                                  f"{did_you_mean(ref, params)}; add it to the template's params: "
+                                  f"(with a default) or fix the reference"))
+        return broken
 
     def pos(self, path) -> Pos:
         line, col = self.positions.find(path)
+        return Pos(self.positions.file, line, col, tuple(path))
+
+    def key_pos(self, path) -> Pos:
+        """The place of the key that names `path` (`h:` of `units: {h: ...}`)."""
+        line, col = self.positions.key(path)
         return Pos(self.positions.file, line, col, tuple(path))
 
     # -- scopes ---------------------------------------------------------------------
@@ -74,34 +103,50 @@ class Expander:
         user templates); otherwise everything points at `path` (a built-in block entry)."""
         where = (lambda *p: path + p) if own_path else (lambda *p: path)
         for name, ub in (body.get("units") or {}).items():
-            self._try(self.add_unit, prefix + name, ub, where("units", name))
+            if not self._try(where("units", name), self.add_unit, prefix + name, ub, where("units", name), own_path):
+                self.failed.add(prefix + name)
         for name, bb in (body.get("blocks") or {}).items():
-            self._try(self.add_block, prefix + name, bb, direction, where("blocks", name), own_path)
+            if not self._try(where("blocks", name), self.add_block, prefix + name, bb, direction,
+                             where("blocks", name), own_path):
+                self.failed.add(prefix + name)
         for i, cb in enumerate(body.get("connections") or []):
-            self._try(self.add_connection, cb, prefix, direction, where("connections", i))
+            self._try(where("connections", i), self.add_connection, cb, prefix, direction, where("connections", i))
 
-    def _try(self, fn, *args):
+    def _try(self, path, fn, *args) -> bool:
+        """Run one expansion step; False (and the issue recorded) if it failed."""
         try:
             fn(*args)
+            return True
         except _Fail:
-            pass
+            return False
         except normalize.NormalizeError as e:
-            self.issues.append(self.positions.issue(args[-1] if isinstance(args[-1], tuple) else (), str(e)))
+            self.issues.append(self.positions.issue(path, str(e)))
+            return False
 
-    def add_unit(self, name, ub, path):
+    def is_failed(self, full: str) -> bool:
+        """`full` is (inside) a unit or block whose definition already failed: its error is reported."""
+        return any(full == f or full.startswith(f + ".") for f in self.failed)
+
+    def add_unit(self, name, ub, path, own_path=True):
+        at = (lambda *p: path + p) if own_path else (lambda *p: path)  # noqa: E731
         if name in self.units or name in self.inputs or name in self.blocks:
             self.error(path, f"'{name}' is defined twice; rename one of them", at_key=True)
         size = ub.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            self.error(path + ("size",), f"unit '{name}' needs a positive integer size, got {size!r}")
-        try:
-            act = normalize.activation(ub.get("activation", "identity"))
-            bias, bias_trainable = normalize.bias(ub.get("bias", True))
-            leak = normalize.leak(ub.get("leak"), size)
-        except normalize.NormalizeError as e:
-            self.error(path, f"unit '{name}': {e}")
+            self.error(at("size"), f"unit '{name}' needs a positive integer size, got {size!r}")
+        for key, read in (("activation", lambda: normalize.activation(ub.get("activation", "identity"))),
+                          ("bias", lambda: normalize.bias(ub.get("bias", True))),
+                          ("leak", lambda: normalize.leak(ub.get("leak"), size))):
+            try:
+                read()
+            except normalize.NormalizeError as e:
+                sub = at(key, "alpha") if key == "leak" and isinstance(ub.get("leak"), dict) else at(key)
+                self.error(sub, f"unit '{name}': {e}")
+        act = normalize.activation(ub.get("activation", "identity"))
+        bias, bias_trainable = normalize.bias(ub.get("bias", True))
+        leak = normalize.leak(ub.get("leak"), size)
         self.units[name] = Unit(name, size, act, bias, bias_trainable, ub.get("initial", "zeros"),
-                                leak, self.pos(path))
+                                leak, self.key_pos(path))
 
     def add_block(self, name, bb, direction, path, own_path):
         if name in self.units or name in self.inputs or name in self.blocks:
@@ -120,16 +165,31 @@ class Expander:
                     self.error(path, f"block '{name}' ({kind}): {_explain(e)}")
                 body_path, body_own = path, False
             elif kind in self.templates:
+                stack = [k for _, k, _ in self.instances]
+                if kind in stack:
+                    cycle = " -> ".join(stack[stack.index(kind):] + [kind])
+                    self.error(path + ("type",), f"template '{kind}' instantiates itself ({cycle}); "
+                               "a template cannot contain itself: remove the block or use another type")
+                if kind in self.broken_templates:
+                    raise _Fail  # its mistakes are reported at the template
                 body = self.instantiate(name, kind, options, path)
                 body_path, body_own = ("templates", kind), own_path
             else:
                 choices = list(BUILTINS) + list(self.templates)
                 self.error(path + ("type",), f"unknown block type '{kind}'{did_you_mean(kind, choices)}; "
                            f"use a built-in ({', '.join(BUILTINS)}) or define it under templates:")
-            self.scope(body, name + ".", direction, body_path, body_own)
-            ports_path = body_path if not body_own else body_path + ("inputs",)
-            inputs = [p for port in body.get("inputs", []) for p in self.in_ports(name, port, ports_path)]
-            outputs = [u for port in body.get("outputs", []) for u in self.out_ports(name, port, ports_path)]
+            user = kind in self.templates
+            if user:
+                self.instances.append((name, kind, path))
+            try:
+                self.scope(body, name + ".", direction, body_path, body_own)
+                in_path = body_path if not body_own else body_path + ("inputs",)
+                out_path = body_path if not body_own else body_path + ("outputs",)
+                inputs = [p for port in body.get("inputs") or [] for p in self.in_ports(name, port, in_path)]
+                outputs = [u for port in body.get("outputs") or [] for u in self.out_ports(name, port, out_path)]
+            finally:
+                if user:
+                    self.instances.pop()
             self.blocks[name] = Block(name, inputs, outputs)
         finally:
             self.depth -= 1
@@ -159,7 +219,10 @@ class Expander:
             return [InPort(full, **extra)]
         if full in self.blocks:
             return self.blocks[full].inputs
-        self.error(path, f"template port '{name}' of '{block}' is neither a unit nor a block of it")
+        if self.is_failed(full):
+            return []
+        self.error(path, f"template input '{name}' of '{block}' is neither a unit nor a block of it"
+                   f"{did_you_mean(name, self._local(block))}")
 
     def out_ports(self, block, port, path):
         full = f"{block}.{port}"
@@ -167,12 +230,20 @@ class Expander:
             return [full]
         if full in self.blocks:
             return self.blocks[full].outputs
-        self.error(path, f"template output '{port}' of '{block}' is neither a unit nor a block of it")
+        if self.is_failed(full):
+            return []
+        self.error(path, f"template output '{port}' of '{block}' is neither a unit nor a block of it"
+                   f"{did_you_mean(port, self._local(block))}")
+
+    def _local(self, block):
+        return [n[len(block) + 1:] for n in list(self.units) + list(self.blocks) if n.startswith(block + ".")]
 
     # -- connections ----------------------------------------------------------------
-    def resolve(self, name, prefix, path, as_source):
+    def resolve(self, name, prefix, path, as_source, role=None):
         """A name in a scope -> units (for targets: InPorts)."""
         full = prefix + name
+        if self.is_failed(full):
+            raise _Fail  # already reported where it is defined
         if full in self.units:
             return [full] if as_source else [InPort(full)]
         if full in self.blocks:
@@ -181,17 +252,20 @@ class Expander:
         if not prefix and name in self.inputs:
             if as_source:
                 return [name]
-            self.error(path, f"'{name}' is an input; connections can only go *to* units")
+            self.error(path, f"'{name}' is an input; connections can only go *to* units (inputs come "
+                             "from the data): connect to a unit instead")
         choices = [n[len(prefix):] for n in list(self.units) + list(self.blocks) if n.startswith(prefix)]
         if not prefix:
             choices += list(self.inputs)
-        self.error(path, f"unknown {'source' if as_source else 'target'} '{name}'{did_you_mean(name, choices)}")
+        role = role or ("source" if as_source else "target")
+        self.error(path, f"unknown {role} '{name}'{did_you_mean(name, choices)}; "
+                   f"define it under units: (or blocks:) or fix the name")
 
     def add_connection(self, cb, prefix, direction, path):
         names = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
         gate = normalize.gate(cb.get("gate"))
         if gate is not None:
-            units = self.resolve(gate.unit, prefix, path + ("gate",), as_source=True)
+            units = self.resolve(gate.unit, prefix, path + ("gate",), as_source=True, role="gate unit")
             if gate.unit in self.inputs and not prefix:
                 self.error(path + ("gate",), f"gate '{gate.unit}' is an input; a gate must be a unit "
                            "(add a sigmoid unit fed by the input and gate with it)")
@@ -243,7 +317,7 @@ class Expander:
                     self.error(path, f"output '{name}' is a block with {len(units)} output units; "
                                f"name one of: {', '.join(units)}", at_key=True)
                 ob = ob or {}
-                out[units[0]] = Output(units[0], ob.get("loss", "mse"), ob.get("at", "all"), self.pos(path))
+                out[units[0]] = Output(units[0], ob.get("loss", "mse"), ob.get("at", "all"), self.key_pos(path))
             except _Fail:
                 pass
         return out
@@ -272,7 +346,7 @@ _PARAM = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 def _substitute(value, params, unknown):
     """Replace "$name" (whole value, keeps its type) and "${name}" (inside strings)."""
     if isinstance(value, dict):
-        return {k: _substitute(v, params, unknown) for k, v in value.items()}
+        return {_substitute(k, params, unknown): _substitute(v, params, unknown) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, params, unknown) for v in value]
     if isinstance(value, str) and "$" in value:
@@ -288,6 +362,22 @@ def _substitute(value, params, unknown):
             return str(params[m.group(1)])
         return _PARAM.sub(repl, value)
     return value
+
+
+def _references(value, path):
+    """(path, parameter name, text) of every "$name" / "${name}" in a template body (keys included)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                for m in _PARAM.finditer(k):
+                    yield path + (k,), m.group(1), m.group(0)
+            yield from _references(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _references(v, path + (i,))
+    elif isinstance(value, str):
+        for m in _PARAM.finditer(value):
+            yield path, m.group(1), m.group(0)
 
 
 def _explain(e: Exception) -> str:

@@ -39,6 +39,7 @@ class Plan:
     step_groups: list  # [Group] internal full connections without source gate
     step_single: dict  # unit -> [Connection] other internal (or internally source-gated) connections
     group_of: dict  # connection name -> Group (step groups)
+    terms: dict = field(default_factory=dict)  # unit -> [(kind, connection, group)] summed inside the scan
 
 
 def _group(conns, size):
@@ -76,8 +77,11 @@ def make_plan(program, comp) -> Plan:
                 step_single.setdefault(u, []).append(c)
     step_groups = _group(step_full, program.size)
     group_of = {c.name: g for g in step_groups for c in g.members}
+    terms = {u: [("group", c, group_of[c.name]) for c in step_full if c.target == u]
+             + [("single", c, None) for c in step_single.get(u, ())]
+             + [("late", c, None) for c in program.incoming(u) if c.name in late] for u in comp.units}
     return Plan(comp.units, comp.direction, _group(hoist_full, program.size), hoist_single, late,
-                step_groups, step_single, group_of)
+                step_groups, step_single, group_of, terms)
 
 
 class FastExecutor:
@@ -158,7 +162,9 @@ class FastExecutor:
             unit = self.program.units[u]
             if unit.bias is not None:
                 add(u, params[f"{u}.bias"])
-            if u not in pre or pre[u].shape != (T, B, unit.size):
+            if u not in pre and plan.direction != 0:
+                pre[u] = None  # nothing before the scan: the step sums its own terms
+            elif u not in pre or pre[u].shape != (T, B, unit.size):
                 pre[u] = xp.broadcast_to(pre.get(u, 0), (T, B, unit.size)).astype(self.b.dtype)
         return pre
 
@@ -182,48 +188,67 @@ class FastExecutor:
         for u in plan.units:
             if units[u].leak is not None:
                 A[u] = self.b.zeros((T, B, units[u].size))
-        late = {u: [c for c in self.program.incoming(u) if c.name in plan.late_gate] for u in plan.units}
+        delayed = [g for g in plan.step_groups if g.delay != 0]
         for t in steps:
             done = set()
-
-            def group_lin(g):
-                if id(g) not in done:
-                    tau = t - g.delay
-                    x = reads.read(g.source, tau, H[g.source][tau] if 0 <= tau < T else None, params)
-                    WT, bias = weights[id(g)]
-                    out = GLIN[id(g)][t]
-                    xp.matmul(x, WT, out=out)
-                    if bias is not None:
-                        out += bias
-                    done.add(id(g))
-                return GLIN[id(g)][t]
-
-            for g in plan.step_groups:
-                if g.delay != 0:
-                    group_lin(g)
+            for g in delayed:
+                self._group_step(g, t, H, GLIN, weights, params, reads, done)
             for u in plan.units:
-                net = pre[u][t].copy()
-                for g in plan.step_groups:
-                    for c in g.members:
-                        if c.target == u:
-                            lin = group_lin(g)[:, g.slices[c.name]]
-                            net += self._gv(c, H, t) * lin if c.gate is not None else lin
-                for c in plan.step_single.get(u, ()):
-                    tau = t - c.delay
-                    x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params)
-                    gsrc = self._gv(c, H, t) if c.gate is not None and c.gate.at == "source" else None
-                    lin = self._lin(c, x, gsrc, params, consts)
-                    net += self._gv(c, H, t) * lin if c.gate is not None and c.gate.at == "target" else lin
-                for c in late[u]:
-                    net += self._gv(c, H, t) * LIN[c.name][t]
                 unit = units[u]
-                if unit.leak is None:
-                    P.activate(xp, unit.activation, net, out=H[u][t])
+                buf = H[u][t] if unit.leak is None else A[u][t]
+                net = self._step_net(plan, u, t, pre[u], buf, H, LIN, GLIN, weights, params, consts, reads, done)
+                if net is buf and unit.activation.name == "identity":
+                    a = buf
                 else:
-                    a = P.activate(xp, unit.activation, net, out=A[u][t])
+                    a = P.activate(xp, unit.activation, net, out=buf)
+                if unit.leak is not None:
                     tau = t - plan.direction
                     prev = reads.read(u, tau, H[u][tau] if 0 <= tau < T else None, params)
                     H[u][t] = P.leak_forward(params[f"{u}.alpha"], prev, a)
+
+    def _group_step(self, g, t, H, GLIN, weights, params, reads, done):
+        """One fused GEMM of a step group at step t (once per step)."""
+        if id(g) not in done:
+            tau = t - g.delay
+            x = reads.read(g.source, tau, H[g.source][tau] if 0 <= tau < reads.T else None, params)
+            WT, bias = weights[id(g)]
+            out = GLIN[id(g)][t]
+            self.xp.matmul(x, WT, out=out)
+            if bias is not None:
+                out += bias
+            done.add(id(g))
+        return GLIN[id(g)][t]
+
+    def _step_net(self, plan, u, t, pre, buf, H, LIN, GLIN, weights, params, consts, reads, done):
+        """Sum a unit's terms at step t, accumulating in `buf` (its output slot) without extra copies."""
+        xp, T = self.xp, reads.T
+        acc, owned = (None, False) if pre is None else (pre[t], False)
+        for kind, c, g in plan.terms[u]:
+            gate_target = c.gate is not None and c.gate.at == "target"
+            if kind == "group":
+                lin = self._group_step(g, t, H, GLIN, weights, params, reads, done)[:, g.slices[c.name]]
+            elif kind == "late":
+                lin = LIN[c.name][t]
+            else:
+                tau = t - c.delay
+                x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params)
+                gsrc = self._gv(c, H, t) if c.gate is not None and c.gate.at == "source" else None
+                lin = self._lin(c, x, gsrc, params, consts)
+            if acc is None:
+                if gate_target:
+                    acc, owned = xp.multiply(self._gv(c, H, t), lin, out=buf), True
+                else:
+                    acc, owned = lin, False
+            else:
+                term = self._gv(c, H, t) * lin if gate_target else lin
+                if owned:
+                    acc += term
+                else:
+                    acc, owned = xp.add(acc, term, out=buf), True
+        if acc is None:
+            buf[...] = 0
+            return buf
+        return acc
 
     # -- backward -----------------------------------------------------------------------
     def backward(self, tape, params, consts, dout, dnet, reads) -> dict:

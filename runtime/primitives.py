@@ -12,6 +12,7 @@ from .cuda import is_cupy, kernel
 # --- activations: forward(xp, net, act) -> a ; backward(xp, a, da, act) -> dnet -----------------
 
 def _sigmoid(xp, x, out=None):
+    """sigma(x) = (1 + tanh(x/2)) / 2: no overflow, and numpy's SIMD tanh beats exp + reciprocal."""
     out = xp.multiply(x, 0.5, out=out)
     xp.tanh(out, out=out)
     out *= 0.5

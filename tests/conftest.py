@@ -1,14 +1,12 @@
 """Shared fixtures: the example specs and random batches shaped for any program."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(params=SPECS, ids=[p.stem for p in SPECS])

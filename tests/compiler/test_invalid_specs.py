@@ -1,0 +1,151 @@
+"""Every file in tests/compiler/invalid/ is a spec with mistakes; its first comment lines say
+which errors the compiler must report:
+
+    # expect: LINE:COL: words that must all appear in the message
+
+Several `# expect:` lines mean several errors reported at once (collected, not the first one).
+The compiler must raise SpecError with each of them, and the CLI must print them as
+`file:line:col: error: message` and exit with status 2, never with a traceback.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from compiler import SpecError, compile_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+INVALID = Path(__file__).resolve().with_name("invalid")
+CASES = sorted(INVALID.glob("*.yaml"))
+EXPECT = re.compile(r"^# expect: (\d+):(\d+): (.+)$")
+
+
+@dataclass(frozen=True)
+class Expected:
+    line: int
+    column: int
+    words: tuple
+
+    def found_in(self, issue) -> bool:
+        return ((issue.line, issue.column) == (self.line, self.column)
+                and all(w in issue.message for w in self.words))
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.column}: {' '.join(self.words)}"
+
+
+def expectations(path: Path) -> list[Expected]:
+    """The leading `# expect:` lines of a corpus file."""
+    out = []
+    for text in path.read_text(encoding="utf-8").splitlines():
+        m = EXPECT.match(text)
+        if not m:
+            break
+        out.append(Expected(int(m.group(1)), int(m.group(2)), tuple(m.group(3).split())))
+    return out
+
+
+def _relative(path: Path) -> str:
+    return os.path.relpath(path, ROOT)
+
+
+def test_corpus_covers_at_least_30_mistakes_each_with_an_expectation():
+    assert len(CASES) >= 30
+    for path in CASES:
+        assert expectations(path), f"{path.name} does not start with '# expect: LINE:COL: words'"
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_compiler_reports_every_expected_error_at_its_place(path):
+    with pytest.raises(SpecError) as info:
+        compile_spec(path)
+    errors = info.value.errors
+    report = "\n".join(f"  {e.line}:{e.column}: {e.message}" for e in errors)
+    for want in expectations(path):
+        assert any(want.found_in(e) for e in errors), f"{path.name}: expected {want}\ngot:\n{report}"
+    for e in errors:
+        assert e.severity == "error"
+        assert e.file == str(path)
+        assert e.line >= 1 and e.column >= 1, f"{path.name}: no position for {e.message!r}"
+        assert "Traceback" not in e.message and "\n" not in e.message
+        assert str(e).startswith(f"{path}:{e.line}:{e.column}: error: ")
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_cli_prints_file_line_col_errors_and_exits_2(path):
+    rel = _relative(path)
+    old = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        result = CliRunner().invoke(cli.app, ["compile", rel])
+    finally:
+        os.chdir(old)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = result.output.splitlines()
+    for want in expectations(path):
+        prefix = f"{rel}:{want.line}:{want.column}: error: "
+        assert any(ln.startswith(prefix) and all(w in ln for w in want.words) for ln in lines), \
+            f"no line starting {prefix!r} with {' '.join(want.words)!r} in:\n{result.output}"
+    n = len([ln for ln in lines if ": error: " in ln])
+    assert lines[-1] == f"{n} error{'s' if n != 1 else ''}"
+
+
+def test_two_errors_in_one_file_are_both_reported():
+    with pytest.raises(SpecError) as info:
+        compile_spec(INVALID / "two_errors.yaml")
+    assert len(info.value.errors) == 2
+    assert [e.line for e in info.value.errors] == sorted(e.line for e in info.value.errors)
+
+
+@pytest.mark.parametrize("name", ["yaml_unclosed_bracket", "algebraic_loop"])
+def test_real_process_exits_2_without_traceback(name):
+    """One real `python -m cli` run per kind of failure (loader, semantics): no test-runner magic."""
+    rel = _relative(INVALID / f"{name}.yaml")
+    proc = subprocess.run([sys.executable, "-m", "cli", "compile", rel], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    (want,) = expectations(INVALID / f"{name}.yaml")
+    assert f"{rel}:{want.line}:{want.column}: error: " in proc.stderr
+    assert proc.stdout == ""
+
+
+UNUSED = """\
+timeloom: 1
+inputs: {x: {size: 3}}
+units:
+  h: {size: 4, activation: tanh}
+  spare: {size: 2, activation: tanh}
+  y: {size: 2}
+connections:
+  - {from: x, to: h}
+  - {from: h, to: h, delay: 1}
+  - {from: h, to: y}
+  - {from: h, to: spare}
+outputs:
+  y: {loss: mse}
+"""
+
+
+def test_unused_unit_is_a_warning_not_an_error(tmp_path):
+    path = tmp_path / "unused.yaml"
+    path.write_text(UNUSED)
+    program = compile_spec(path)
+    (w,) = program.warnings
+    assert w.severity == "warning"
+    assert (w.line, w.column) == (5, 3)
+    assert "'spare'" in w.message and "does not influence any output" in w.message
+    assert str(w).startswith(f"{path}:5:3: warning: ")
+    result = CliRunner().invoke(cli.app, ["compile", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"{path}:5:3: warning: " in result.output

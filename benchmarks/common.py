@@ -176,6 +176,19 @@ def _numeric(s: str) -> bool:
         return False
 
 
+def code_version() -> str:
+    """The repo's commit, '+dirty' when runtime/ or compiler/ has uncommitted changes."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "runtime", "compiler"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (head or "?") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
 def machine_info() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     parts = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
@@ -185,6 +198,7 @@ def machine_info() -> str:
     except ImportError:
         pass
     parts.append(f"cpus {os.cpu_count()}")
+    parts.append(f"timeloom {code_version()}")
     if load:
         parts.append("load avg " + "/".join(f"{x:.2f}" for x in load))
     return ", ".join(parts)

@@ -286,17 +286,19 @@ class FastExecutor:
         dG = {id(g): self.b.zeros((T, B, g.width)) for g in plan.step_groups}
         for u in plan.units:
             dNET[u] = self.b.zeros((T, B, units[u].size))
-        late = {u: [c for c in self.program.incoming(u) if c.name in plan.late_gate] for u in plan.units}
-        for c in (c for cs in late.values() for c in cs):
-            dLIN[c.name] = self.b.zeros(LIN[c.name].shape)
-        zero_groups = {}
+        dS = {}  # per-step d(lin) of single connections with a weight or bias: gradients after the scan
+        for u, terms in plan.terms.items():
+            for kind, c, _ in terms:
+                if kind == "late":
+                    dLIN[c.name] = self.b.zeros(LIN[c.name].shape)
+                elif kind == "single" and (c.weight in ("full", "diagonal") or c.bias is not None):
+                    dS[c.name] = self.b.zeros((T, B, units[u].size))
+        zero_groups, delayed = {}, []
         for g in plan.step_groups:
-            if g.delay == 0:
-                zero_groups.setdefault(g.source, []).append(g)
+            (zero_groups.setdefault(g.source, []) if g.delay == 0 else delayed).append(g)
 
         def flush(g, t):
-            tau = t - g.delay
-            self._route(dH, g.source, tau, dG[id(g)][t] @ weights[id(g)], grads, reads)
+            self._route(dH, g.source, t - g.delay, dG[id(g)][t] @ weights[id(g)], grads, reads)
 
         for t in steps:
             for u in reversed(plan.units):
@@ -305,43 +307,43 @@ class FastExecutor:
                 unit = units[u]
                 d = dH[u][t]
                 if unit.leak is not None:
-                    tau = t - plan.direction
                     alpha = params[f"{u}.alpha"]
-                    self._route(dH, u, tau, alpha * d, grads, reads)
-                    d = (1 - alpha) * d
-                    a = A[u][t]
+                    self._route(dH, u, t - plan.direction, alpha * d, grads, reads)
+                    d, a = (1 - alpha) * d, A[u][t]
                 else:
                     a = H[u][t]
-                dn = P.activate_backward(xp, unit.activation, a, d)
+                dn = P.activate_backward(xp, unit.activation, a, d, out=dNET[u][t])
                 if u in dnet:
-                    dn = dn + dnet[u][t]
-                dNET[u][t] = dn
-                for g in plan.step_groups:
-                    for c in g.members:
-                        if c.target == u:
-                            sl = g.slices[c.name]
-                            if c.gate is not None:
-                                gv = self._gv(c, H, t)
-                                dH[c.gate.unit][t] += P.gate_grad(dn * GLIN[id(g)][t][:, sl], c.gate.complement)
-                                dG[id(g)][t][:, sl] = dn * gv
-                            else:
-                                dG[id(g)][t][:, sl] = dn
-                for c in plan.step_single.get(u, ()):
-                    self._single_backward(c, t, dn, params, consts, H, dH, grads, reads)
-                for c in late[u]:
-                    gv = self._gv(c, H, t)
-                    dH[c.gate.unit][t] += P.gate_grad(dn * LIN[c.name][t], c.gate.complement)
-                    dLIN[c.name][t] = dn * gv
-            for g in plan.step_groups:
-                if g.delay != 0:
-                    flush(g, t)
-        # weight gradients of the fused step groups: one GEMM over all steps each
+                    dn += dnet[u][t]
+                for kind, c, g in plan.terms[u]:
+                    if kind == "group":
+                        sl = g.slices[c.name]
+                        if c.gate is not None:
+                            dH[c.gate.unit][t] += P.gate_grad(dn * GLIN[id(g)][t][:, sl], c.gate.complement)
+                            xp.multiply(dn, self._gv(c, H, t), out=dG[id(g)][t][:, sl])
+                        else:
+                            dG[id(g)][t][:, sl] = dn
+                    elif kind == "late":
+                        dH[c.gate.unit][t] += P.gate_grad(dn * LIN[c.name][t], c.gate.complement)
+                        xp.multiply(dn, self._gv(c, H, t), out=dLIN[c.name][t])
+                    else:
+                        self._single_backward(c, t, dn, params, consts, H, dH, dS, grads, reads)
+            for g in delayed:
+                flush(g, t)
+        # weight gradients: one GEMM (or reduction) over all steps for each group and connection
         for g in plan.step_groups:
             X = reads.shift(g.source, H[g.source], g.delay, params)
             self._group_grads(g, X, dG[id(g)], grads)
+        for u, terms in plan.terms.items():
+            for kind, c, _ in terms:
+                if c.name in dS:
+                    xs = reads.shift(c.source, H[c.source], c.delay, params)
+                    if c.gate is not None and c.gate.at == "source":
+                        xs = self._gv(c, H, slice(None)) * xs
+                    self._connection_grads(c, xs, dS[c.name], grads)
 
-    def _single_backward(self, c, t, dn, params, consts, H, dH, grads, reads):
-        """Backward of one step of a connection computed inside the scan."""
+    def _single_backward(self, c, t, dn, params, consts, H, dH, dS, grads, reads):
+        """Backward of one step of a connection computed inside the scan (weight gradients later)."""
         xp, T = self.xp, reads.T
         tau = t - c.delay
         x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params)
@@ -351,7 +353,8 @@ class FastExecutor:
             lin = self._lin(c, x, None, params, consts)
             dH[c.gate.unit][t] += P.gate_grad(dn * lin, c.gate.complement)
             dlin = dn * self._gv(c, H, t)
-        self._connection_grads(c, x if gsrc is None else gsrc * x, dlin, grads)
+        if c.name in dS:
+            dS[c.name][t] = dlin
         dxs = P.weight_back(xp, c.weight, params.get(c.name, consts.get(c.name)), dlin)
         if gsrc is not None:
             dH[c.gate.unit][t] += P.gate_grad(dxs * x, c.gate.complement)

@@ -29,20 +29,38 @@ def _softmax(xp, x, out=None):
 
 ACTIVATIONS = {
     "identity": (lambda xp, x, act, out=None: x if out is None else xp.copyto(out, x) or out,
-                 lambda xp, a, da, act: da),
+                 lambda xp, a, da, act, out=None: da if out is None else xp.copyto(out, da) or out),
     "tanh": (lambda xp, x, act, out=None: xp.tanh(x, out=out),
-             lambda xp, a, da, act: da * (1 - a * a)),
+             lambda xp, a, da, act, out=None: _tanh_back(xp, a, da, out)),
     "sigmoid": (lambda xp, x, act, out=None: _sigmoid(xp, x, out),
-                lambda xp, a, da, act: da * a * (1 - a)),
+                lambda xp, a, da, act, out=None: _sigmoid_back(xp, a, da, out)),
     "relu": (lambda xp, x, act, out=None: xp.maximum(x, 0, out=out),
-             lambda xp, a, da, act: da * (a > 0)),
+             lambda xp, a, da, act, out=None: xp.multiply(da, a > 0, out=out)),
     "softplus": (lambda xp, x, act, out=None: xp.logaddexp(0, x, out=out),
-                 lambda xp, a, da, act: da * -xp.expm1(-a)),  # sigma(net) = 1 - exp(-softplus(net))
+                 lambda xp, a, da, act, out=None: xp.multiply(da, -xp.expm1(-a), out=out)),  # sigma = 1 - e^-a
     "softmax": (lambda xp, x, act, out=None: _softmax(xp, x, out),
-                lambda xp, a, da, act: a * (da - (da * a).sum(axis=-1, keepdims=True))),
+                lambda xp, a, da, act, out=None: xp.multiply(a, da - (da * a).sum(axis=-1, keepdims=True),
+                                                             out=out)),
     "scaled_sigmoid": (lambda xp, x, act, out=None: _scale(_sigmoid(xp, x, out), act),
-                       lambda xp, a, da, act: da * (a - act.lo) * (act.hi - a) / (act.hi - act.lo)),
+                       lambda xp, a, da, act, out=None: xp.multiply(
+                           da, (a - act.lo) * (act.hi - a) / (act.hi - act.lo), out=out)),
 }
+
+
+def _tanh_back(xp, a, da, out=None):
+    """da * (1 - a^2), in place in `out` when given."""
+    out = xp.multiply(a, a, out=out)
+    xp.subtract(1, out, out=out)
+    out *= da
+    return out
+
+
+def _sigmoid_back(xp, a, da, out=None):
+    """da * a * (1 - a)."""
+    out = xp.subtract(1, a, out=out)
+    out *= a
+    out *= da
+    return out
 
 
 def _scale(s, act):
@@ -57,22 +75,22 @@ def activate(xp, act, net, out=None):
     return ACTIVATIONS[act.name][0](xp, net, act, out)
 
 
-def activate_backward(xp, act, a, da):
+def activate_backward(xp, act, a, da, out=None):
     if act.name in _FUSED and is_cupy(xp):
-        return _FUSED[act.name][1](a, da, act)
-    return ACTIVATIONS[act.name][1](xp, a, da, act)
+        return _FUSED[act.name][1](a, da, act, out)
+    return ACTIVATIONS[act.name][1](xp, a, da, act, out)
 
 
 # CuPy: the same functions as single fused kernels (runtime/cuda.py)
 _FUSED = {
     "sigmoid": (lambda x, act, out: _run("sigmoid", x, out=out),
-                lambda a, da, act: kernel("sigmoid_back")(a, da)),
+                lambda a, da, act, out: _run("sigmoid_back", a, da, out=out)),
     "tanh": (lambda x, act, out: _cupy().tanh(x, out=out),  # already one kernel
-             lambda a, da, act: kernel("tanh_back")(a, da)),
+             lambda a, da, act, out: _run("tanh_back", a, da, out=out)),
     "scaled_sigmoid": (lambda x, act, out: _run("scaled_sigmoid", x, x.dtype.type(act.lo), x.dtype.type(act.hi),
                                                 out=out),
-                       lambda a, da, act: kernel("scaled_sigmoid_back")(a, da, a.dtype.type(act.lo),
-                                                                       a.dtype.type(act.hi))),
+                       lambda a, da, act, out: _run("scaled_sigmoid_back", a, da, a.dtype.type(act.lo),
+                                                        a.dtype.type(act.hi), out=out)),
 }
 
 

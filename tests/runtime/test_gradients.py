@@ -214,7 +214,7 @@ def random_specs(draw):
             conns.append(connection(names[i], j, draw(st.sampled_from(delays(i, j)))))
     outputs = {}
     for name in draw(st.permutations(names))[:draw(st.integers(1, min(2, len(names))))]:
-        act = units[name]["activation"]
+        act = units[name]["activation"] if "leak" not in units[name] else "leaky"  # fused losses need f(net)
         losses = ["mse"] + (["bce"] if act in ("sigmoid", "identity") else []) + \
                  (["cross_entropy"] if act == "identity" else [])
         outputs[name] = {"loss": draw(st.sampled_from(losses)), "at": draw(st.sampled_from(["all", "last", "mask"]))}

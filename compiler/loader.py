@@ -132,9 +132,10 @@ def load_yaml(text: str, file: str = "<spec>"):
         bomb = _alias_bomb(node)
         if bomb is not None:
             line, col = _mark(bomb[0])
+            what = (f"expands to {bomb[1]:,} nodes through nested aliases (limit {MAX_NODES:,})"
+                    if bomb[1] != float("inf") else "contains itself through an alias (a recursive &anchor)")
             raise SpecError([SpecIssue(file, line, col, "",
-                                       f"YAML alias bomb (\"billion laughs\"): this value expands to "
-                                       f"{bomb[1]} nodes through nested aliases (limit {MAX_NODES:,}); "
+                                       f"YAML alias bomb (\"billion laughs\"): this value {what}; "
                                        "write the data out without nesting &anchors and *aliases")])
         builder = _Builder(loader, positions)
         try:
@@ -156,7 +157,7 @@ def load_yaml(text: str, file: str = "<spec>"):
 
 
 def _alias_bomb(root):
-    """(node, size) for the deepest node whose alias-expanded size exceeds MAX_NODES, else None.
+    """(node, size: int or inf) for the deepest node whose alias-expanded size exceeds MAX_NODES, else None.
 
     Aliases share one node object, so sizes are memoized per node: linear in the document."""
     sizes: dict[int, float] = {}
@@ -168,7 +169,8 @@ def _alias_bomb(root):
         sizes[key] = float("inf")  # a node that (through an alias) contains itself never ends
         children = ([v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode) else
                     node.value if isinstance(node, yaml.SequenceNode) else [])
-        sizes[key] = 1 + sum(size(c) for c in children)
+        total = 1 + sum(size(c) for c in children)
+        sizes[key] = total if total == float("inf") else int(total)
         return sizes[key]
 
     if size(root) <= MAX_NODES:
@@ -178,9 +180,8 @@ def _alias_bomb(root):
         children = ([v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode) else
                     node.value if isinstance(node, yaml.SequenceNode) else [])
         big = next((c for c in children if size(c) > MAX_NODES), None)
-        if big is None or big is node:
-            total = size(node)
-            return node, ("infinitely many (it contains itself)" if total == float("inf") else f"{int(total):,}")
+        if big is None:
+            return node, size(node)
         node = big
 
 

@@ -203,14 +203,14 @@ class FastExecutor:
                     a = P.activate(xp, unit.activation, net, out=buf)
                 if unit.leak is not None:
                     tau = t - plan.direction
-                    prev = reads.read(u, tau, H[u][tau] if 0 <= tau < T else None, params)
+                    prev = reads.read(u, tau, H[u][tau] if 0 <= tau < T else None, params, plan.direction)
                     H[u][t] = P.leak_forward(params[f"{u}.alpha"], prev, a)
 
     def _group_step(self, g, t, H, GLIN, weights, params, reads, done):
         """One fused GEMM of a step group at step t (once per step)."""
         if id(g) not in done:
             tau = t - g.delay
-            x = reads.read(g.source, tau, H[g.source][tau] if 0 <= tau < reads.T else None, params)
+            x = reads.read(g.source, tau, H[g.source][tau] if 0 <= tau < reads.T else None, params, g.delay)
             WT, bias = weights[id(g)]
             out = GLIN[id(g)][t]
             self.xp.matmul(x, WT, out=out)
@@ -231,7 +231,7 @@ class FastExecutor:
                 lin = LIN[c.name][t]
             else:
                 tau = t - c.delay
-                x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params)
+                x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params, c.delay)
                 gsrc = self._gv(c, H, t) if c.gate is not None and c.gate.at == "source" else None
                 lin = self._lin(c, x, gsrc, params, consts)
             if acc is None:
@@ -271,10 +271,10 @@ class FastExecutor:
             self._hoist_backward(plan, params, consts, H, LIN, S, dH, dNET, dLIN, grads, reads)
         return grads
 
-    def _route(self, dH, name, tau, d, grads, reads):
-        """Add the gradient of a read of (name, tau) where it belongs."""
+    def _route(self, dH, name, tau, d, grads, reads, delay):
+        """Add the gradient of a read of (name, tau) by a connection of `delay` where it belongs."""
         if name in dH:
-            inside = reads.read_backward(name, tau, d, grads)
+            inside = reads.read_backward(name, tau, d, grads, delay)
             if inside is not None:
                 dH[name][tau] += inside
 
@@ -298,7 +298,7 @@ class FastExecutor:
             (zero_groups.setdefault(g.source, []) if g.delay == 0 else delayed).append(g)
 
         def flush(g, t):
-            self._route(dH, g.source, t - g.delay, dG[id(g)][t] @ weights[id(g)], grads, reads)
+            self._route(dH, g.source, t - g.delay, dG[id(g)][t] @ weights[id(g)], grads, reads, g.delay)
 
         for t in steps:
             for u in reversed(plan.units):
@@ -308,7 +308,7 @@ class FastExecutor:
                 d = dH[u][t]
                 if unit.leak is not None:
                     alpha = params[f"{u}.alpha"]
-                    self._route(dH, u, t - plan.direction, alpha * d, grads, reads)
+                    self._route(dH, u, t - plan.direction, alpha * d, grads, reads, plan.direction)
                     d, a = (1 - alpha) * d, A[u][t]
                 else:
                     a = H[u][t]
@@ -346,7 +346,7 @@ class FastExecutor:
         """Backward of one step of a connection computed inside the scan (weight gradients later)."""
         xp, T = self.xp, reads.T
         tau = t - c.delay
-        x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params)
+        x = reads.read(c.source, tau, H[c.source][tau] if 0 <= tau < T else None, params, c.delay)
         gsrc = self._gv(c, H, t) if c.gate is not None and c.gate.at == "source" else None
         dlin = dn
         if c.gate is not None and c.gate.at == "target":
@@ -359,7 +359,7 @@ class FastExecutor:
         if gsrc is not None:
             dH[c.gate.unit][t] += P.gate_grad(dxs * x, c.gate.complement)
             dxs = dxs * gsrc
-        self._route(dH, c.source, tau, dxs, grads, reads)
+        self._route(dH, c.source, tau, dxs, grads, reads, c.delay)
 
     def _connection_grads(self, c, xs, dlin, grads):
         if c.weight in ("full", "diagonal"):

@@ -41,7 +41,7 @@ class Network:
         return [n for n, p in self.program.params.items() if p.trainable]
 
     # -- input checking -------------------------------------------------------------------
-    def _prepare(self, inputs, lengths, state):
+    def _prepare(self, inputs, lengths, state, teacher=None):
         p = self.program
         missing = [n for n in p.inputs if n not in inputs]
         if missing:
@@ -72,15 +72,32 @@ class Network:
                 lengths = None
         if state is not None:
             state = {k: self.backend.asarray(v) for k, v in state.items()}
-        return arrays, Reads(p, self.backend, T, B, lengths, state)
+        return arrays, Reads(p, self.backend, T, B, lengths, state, self._teacher(teacher, T, B))
+
+    def _teacher(self, teacher, T, B):
+        """{unit: values} or {unit: (values, mask)} -> {unit: (values, mask)} on the backend."""
+        out = {}
+        for name, spec in (teacher or {}).items():
+            if name not in self.program.units:
+                raise DataError(f"teacher forcing names unknown unit '{name}'")
+            values, mask = spec if isinstance(spec, tuple) else (spec, None)
+            size = self.program.units[name].size
+            if tuple(values.shape) != (T, B, size):
+                raise DataError(f"teacher values for '{name}' have shape {tuple(values.shape)}, "
+                                f"expected ({T}, {B}, {size})")
+            mask = self.xp.ones((T, B)) if mask is None else mask
+            out[name] = (self.backend.asarray(values), self.backend.asarray(mask))
+        return out
 
     # -- forward ----------------------------------------------------------------------------
-    def forward(self, inputs, lengths=None, state=None, return_state=False, units=None):
+    def forward(self, inputs, lengths=None, state=None, return_state=False, units=None, teacher=None):
         """{output_name: (T, B, size)}; padded steps (t >= length) are zero.
 
         `units`: extra unit names whose trajectories to return too. With `return_state=True`
-        returns (outputs, state): the last outputs each recurrent unit needs to go on."""
-        arrays, reads = self._prepare(inputs, lengths, state)
+        returns (outputs, state): the last outputs each recurrent unit needs to go on.
+        `teacher`: {unit: values (T, B, size)} or {unit: (values, mask (T, B))}: delayed reads of
+        that unit see the given values where the mask is 1 (teacher forcing)."""
+        arrays, reads = self._prepare(inputs, lengths, state, teacher)
         tape = self.executor.forward(self.params, self.consts, arrays, reads)
         names = list(self.program.outputs) + [u for u in (units or []) if u not in self.program.outputs]
         unknown = [u for u in names if u not in tape.out]
@@ -107,16 +124,16 @@ class Network:
         return state
 
     # -- loss and gradients -----------------------------------------------------------------
-    def loss_and_grads(self, inputs, targets, lengths=None, state=None, masks=None):
+    def loss_and_grads(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None):
         """(loss, {trainable param name: gradient}) by backpropagation through time."""
-        arrays, reads = self._prepare(inputs, lengths, state)
+        arrays, reads = self._prepare(inputs, lengths, state, teacher)
         tape = self.executor.forward(self.params, self.consts, arrays, reads)
         loss, dout, dnet = self._loss(tape, targets, reads, masks or {})
         grads = self.executor.backward(tape, self.params, self.consts, dout, dnet, reads)
         return loss, {n: grads[n] for n in self.trainable}
 
-    def loss(self, inputs, targets, lengths=None, state=None, masks=None) -> float:
-        arrays, reads = self._prepare(inputs, lengths, state)
+    def loss(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None) -> float:
+        arrays, reads = self._prepare(inputs, lengths, state, teacher)
         tape = self.executor.forward(self.params, self.consts, arrays, reads)
         return self._loss(tape, targets, reads, masks or {})[0]
 

@@ -37,9 +37,9 @@ class ReferenceExecutor:
         return Tape(out=out, extra={"graph": g, "order": order, "val": val, "act": act,
                                     "inputs": inputs})
 
-    def _read(self, val, reads, node, params):
+    def _read(self, val, reads, node, params, t):
         name, tau = node
-        return reads.read(name, tau, val.get(node), params)
+        return reads.read(name, tau, val.get(node), params, t - tau)
 
     def _contributions(self, g, node, params, consts, val, reads):
         """Yield (connection, source value, gate value or None, lin before target gate)."""
@@ -47,7 +47,7 @@ class ReferenceExecutor:
         for src, _, e in g.in_edges(node, data=True):
             for pname in e["params"]:
                 c = self.conn[pname]
-                x = self._read(val, reads, src, params)
+                x = self._read(val, reads, src, params, node[1])
                 gv = None
                 if c.gate is not None:
                     gv = P.gate_value(val[(c.gate.unit, node[1])], c.gate.complement)
@@ -69,7 +69,7 @@ class ReferenceExecutor:
         a = P.activate(xp, u.activation, net)
         if u.leak is None:
             return a, a
-        prev = self._read(val, reads, self._leak_source(g, node), params)
+        prev = self._read(val, reads, self._leak_source(g, node), params, node[1])
         return P.leak_forward(params[f"{u.name}.alpha"], prev, a), a
 
     @staticmethod
@@ -86,11 +86,11 @@ class ReferenceExecutor:
         def add(node, d):
             dval[node] = dval[node] + d if node in dval else d
 
-        def add_read(node, d):
+        def add_read(node, d, t):
             name, tau = node
             if name in self.program.inputs:
                 return
-            inside = reads.read_backward(name, tau, d, grads)
+            inside = reads.read_backward(name, tau, d, grads, t - tau)
             if inside is not None:
                 add(node, inside)
 
@@ -105,10 +105,10 @@ class ReferenceExecutor:
             d = dval.get(node, xp.zeros_like(val[node]))
             if u.leak is not None:
                 src = self._leak_source(g, node)
-                prev = self._read(val, reads, src, params)
+                prev = self._read(val, reads, src, params, t)
                 dprev, d, dalpha = P.leak_backward(params[f"{name}.alpha"], prev, act[node], d)
                 grads[f"{name}.alpha"] += dalpha
-                add_read(src, dprev)
+                add_read(src, dprev, t)
             dn = P.activate_backward(xp, u.activation, act[node], d)
             if name in dnet:
                 dn = dn + dnet[name][t]
@@ -128,5 +128,5 @@ class ReferenceExecutor:
                 if gv is not None and c.gate.at == "source":
                     add((c.gate.unit, t), P.gate_grad(dxs * x, c.gate.complement))
                     dxs = dxs * gv
-                add_read(src, dxs)
+                add_read(src, dxs, t)
         return grads

@@ -18,8 +18,11 @@ class Tape:
 
 
 class Reads:
-    def __init__(self, program, backend, T, B, lengths=None, state=None):
+    def __init__(self, program, backend, T, B, lengths=None, state=None, teacher=None):
+        """`teacher`: {unit: (values (T, B, size), mask (T, B) of 0/1)}: where the mask is 1, a
+        delayed read of the unit at tau gives values[tau] (teacher forcing) and no gradient."""
         self.program, self.xp, self.T, self.B = program, backend.xp, T, B
+        self.teacher = {u: (v, m[..., None]) for u, (v, m) in (teacher or {}).items()}
         self.backend = backend
         self.state = state or {}
         self.lengths = lengths
@@ -49,20 +52,26 @@ class Reads:
         return tau < 0 and name in self.state and self.state[name].shape[0] + tau >= 0
 
     # -- one step -------------------------------------------------------------------------
-    def read(self, name, tau, value, params):
+    def read(self, name, tau, value, params, delay=0):
+        """The value of `name` at time tau as read by a connection of `delay` (or a leak)."""
         if not 0 <= tau < self.T:
             return self.fill_at(name, tau, params)
+        if delay > 0 and name in self.teacher:
+            forced, m = self.teacher[name]
+            value = self.xp.where(m[tau], forced[tau], value)
         if self.valid is None:
             return value
         return self.xp.where(self.valid[tau][:, None], value, self.initial(name, params))
 
-    def read_backward(self, name, tau, d, grads):
+    def read_backward(self, name, tau, d, grads, delay=0):
         """Route the gradient of one read; returns the part for the stored value (or None)."""
         h0 = f"{name}.h0"
         if not 0 <= tau < self.T:
             if h0 in grads and not self._from_state(name, tau):
                 grads[h0] += d.sum(axis=0)
             return None
+        if delay > 0 and name in self.teacher:
+            d = d * (1 - self.teacher[name][1][tau])
         if self.valid is None:
             return d
         keep = self.valid[tau][:, None]
@@ -80,6 +89,9 @@ class Reads:
         if delay > 0:
             d = min(delay, T)
             S[d:] = H[:T - d]
+            if name in self.teacher:
+                forced, m = self.teacher[name]
+                S[d:] = xp.where(m[:T - d], forced[:T - d], S[d:])
             for t in range(d):
                 S[t] = self.fill_at(name, t - delay, params)
             return S
@@ -102,6 +114,8 @@ class Reads:
         if delay > 0:
             d = min(delay, T)
             dH[:T - d] = dS[d:]
+            if name in self.teacher:
+                dH[:T - d] *= 1 - self.teacher[name][1][:T - d]
             if h0 in grads:
                 for t in range(d):
                     if not self._from_state(name, t - delay):

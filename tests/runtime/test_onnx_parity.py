@@ -319,7 +319,6 @@ LSTM_ACTIVATIONS = {  # ONNX (f, g, h) + alpha/beta -> lstm block options
 
 def lstm_values(arrays, direction, peepholes, coupled=False, initial=True):
     values, prefixes = {}, halves(direction)
-    H = arrays["R"].shape[-1]
     for d, (p, delay) in enumerate(prefixes):
         W, R = np.split(arrays["W"][d], 4), np.split(arrays["R"][d], 4)
         Wb, Rb = np.split(np.split(arrays["B"][d], 2)[0], 4), np.split(np.split(arrays["B"][d], 2)[1], 4)
@@ -343,7 +342,6 @@ def lstm_values(arrays, direction, peepholes, coupled=False, initial=True):
         if initial:
             values[f"{p}.h.h0"] = arrays["initial_h"][d, 0]
             values[f"{p}.c.h0"] = arrays["initial_c"][d, 0]
-    assert H == values[f"{prefixes[0][0]}.g.bias"].shape[0]
     return values, prefixes
 
 

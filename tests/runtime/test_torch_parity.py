@@ -152,7 +152,7 @@ def make_spec(kind, input_size, hidden, out_size, num_layers, bidirectional, non
     }
 
 
-def torch_module(kind, input_size, hidden, num_layers, bidirectional, nonlinearity, seed):
+def torch_module(kind, input_size, hidden, out_size, num_layers, bidirectional, nonlinearity, seed):
     torch.manual_seed(seed)
     kw = dict(num_layers=num_layers, bidirectional=bidirectional)
     if kind == "rnn":
@@ -164,13 +164,12 @@ def torch_module(kind, input_size, hidden, num_layers, bidirectional, nonlineari
         for p in mod.parameters():
             p.uniform_(-0.8, 0.8)
     dirs = 2 if bidirectional else 1
-    head = torch.nn.Linear(dirs * hidden, 3).double()
+    head = torch.nn.Linear(dirs * hidden, out_size).double()
     return mod, head
 
 
 def setup(kind, num_layers, bidirectional, nonlinearity="tanh", I=3, H=4, O=3, seed=0):
-    mod, head = torch_module(kind, I, H, num_layers, bidirectional, nonlinearity, seed)
-    assert head.out_features == O
+    mod, head = torch_module(kind, I, H, O, num_layers, bidirectional, nonlinearity, seed)
     program = compiler.compile_spec(make_spec(kind, I, H, O, num_layers, bidirectional, nonlinearity))
     net = runtime.Network(program, dtype="float64")
     rnn_links = torch_links(kind, "x", I, H, num_layers, bidirectional)

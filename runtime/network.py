@@ -94,7 +94,7 @@ class Network:
         """{output_name: (T, B, size)}; padded steps (t >= length) are zero.
 
         `units`: extra unit names whose trajectories to return too. With `return_state=True`
-        returns (outputs, state): the last outputs each recurrent unit needs to go on.
+        returns (outputs, state): the last values each delayed read (of a unit or an input) needs to go on.
         `teacher`: {unit: values (T, B, size)} or {unit: (values, mask (T, B))}: delayed reads of
         that unit see the given values where the mask is 1 (teacher forcing)."""
         arrays, reads = self._prepare(inputs, lengths, state, teacher)
@@ -105,17 +105,18 @@ class Network:
             raise DataError(f"unknown unit '{unknown[0]}'")
         outs = {u: self._mask(tape.out[u], reads) for u in names}
         if return_state:
-            return outs, self._final_state(tape, reads)
+            return outs, self._final_state(tape, reads, arrays)
         return outs
 
     def _mask(self, y, reads):
         return y if reads.valid is None else y * reads.valid[..., None]
 
-    def _final_state(self, tape, reads):
+    def _final_state(self, tape, reads, inputs):
         xp, state = self.xp, {}
         for u, k in self.state_depth.items():
             init = xp.stack([reads.fill_at(u, tau, self.params) for tau in range(-k, 0)])
-            hist = xp.concatenate([init, tape.out[u]])  # index k + t holds time t
+            seq = tape.out[u] if u in tape.out else inputs[u]
+            hist = xp.concatenate([init, seq])  # index k + t holds time t
             if reads.lengths is None:
                 state[u] = hist[-k:]
             else:
@@ -124,13 +125,20 @@ class Network:
         return state
 
     # -- loss and gradients -----------------------------------------------------------------
-    def loss_and_grads(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None):
-        """(loss, {trainable param name: gradient}) by backpropagation through time."""
+    def loss_and_grads(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None,
+                       return_state=False):
+        """(loss, {trainable param name: gradient}) by backpropagation through time.
+
+        With `return_state=True` returns (loss, grads, state), the state as `forward` gives it
+        (for truncated BPTT: the next window starts from it, no gradient flows back into it)."""
         arrays, reads = self._prepare(inputs, lengths, state, teacher)
         tape = self.executor.forward(self.params, self.consts, arrays, reads)
         loss, dout, dnet = self._loss(tape, targets, reads, masks or {})
         grads = self.executor.backward(tape, self.params, self.consts, dout, dnet, reads)
-        return loss, {n: grads[n] for n in self.trainable}
+        grads = {n: grads[n] for n in self.trainable}
+        if return_state:
+            return loss, grads, self._final_state(tape, reads, arrays)
+        return loss, grads
 
     def loss(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None) -> float:
         arrays, reads = self._prepare(inputs, lengths, state, teacher)
@@ -162,21 +170,25 @@ class Network:
         return total, dout, dnet
 
     def _position_mask(self, out, reads, user_mask):
+        """Where the loss counts: valid steps (at: all), the last valid step (at: last) or the
+        user's mask (at: mask). A mask given for an at: all/last output restricts it further
+        (truncated BPTT uses this for windows in which a sequence has ended or not yet ended)."""
         xp, T, B = self.xp, reads.T, reads.B
         valid = reads.valid if reads.valid is not None else xp.ones((T, B), dtype=bool)
+        if out.at == "mask" and user_mask is None:
+            raise DataError(f"output '{out.unit}' has at: mask; pass masks={{'{out.unit}': (T, B) array}}")
+        m = None
+        if user_mask is not None:
+            m = self.backend.asarray(user_mask)
+            if m.shape != (T, B):
+                raise DataError(f"mask of output '{out.unit}' has shape {tuple(m.shape)}, expected ({T}, {B})")
         if out.at == "last":
             last = xp.zeros((T, B), dtype=bool)
             lengths = reads.lengths if reads.lengths is not None else np.full(B, T)
             last[xp.asarray(lengths) - 1, xp.arange(B)] = True
-            return last.astype(self.backend.dtype)
-        if out.at == "mask":
-            if user_mask is None:
-                raise DataError(f"output '{out.unit}' has at: mask; pass masks={{'{out.unit}': (T, B) array}}")
-            m = self.backend.asarray(user_mask)
-            if m.shape != (T, B):
-                raise DataError(f"mask of output '{out.unit}' has shape {tuple(m.shape)}, expected ({T}, {B})")
-            return m * valid
-        return valid.astype(self.backend.dtype)
+            last = last.astype(self.backend.dtype)
+            return last if m is None else last * m
+        return valid.astype(self.backend.dtype) if m is None else m * valid
 
     def _target(self, name, target, out, reads):
         T, B, size = reads.T, reads.B, self.program.units[name].size
@@ -199,10 +211,11 @@ class Network:
 
 
 def _state_depth(program) -> dict:
-    """unit -> how many past outputs the next chunk needs (max forward delay reading it)."""
+    """unit or input -> how many past values the next chunk needs (max forward delay reading it):
+    a delayed input (a causal convolution's taps) must carry over as much as a unit."""
     depth = {}
     for c in program.connections:
-        if c.delay > 0 and c.source in program.units:
+        if c.delay > 0:
             depth[c.source] = max(depth.get(c.source, 0), c.delay)
     for u in program.units.values():
         if u.leak is not None and program.direction.get(u.name, 1) >= 0:

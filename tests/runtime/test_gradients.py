@@ -21,10 +21,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import random_batch
 
 import compiler
 import runtime
-from support import random_batch
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 H = 1e-4
@@ -137,8 +137,8 @@ def test_fixed_weights_get_no_gradient_and_the_readout_does():
     assert fixed, "the reservoir's weights should be fixed parameters"
     net = perturbed_network(program, 0)
     rng = np.random.default_rng(0)
-    inputs, targets, masks, lengths = random_batch(program, T, B, rng)
-    loss, grads = net.loss_and_grads(inputs, targets, masks=masks)
+    inputs, targets, masks, _ = random_batch(program, T, B, rng)
+    _, grads = net.loss_and_grads(inputs, targets, masks=masks)
     assert not fixed & set(grads)
     assert set(grads) == set(net.trainable)
     check_fd(net, inputs, targets, None, masks, rng, per_param=3)
@@ -184,7 +184,7 @@ def random_specs(draw):
     def delays(i, j):
         if groups[i] != groups[j]:
             return list(range(-3, 4)) if i < j else []
-        return [groups[i] * d for d in (range(0, 4) if i < j else range(1, 4))]
+        return [groups[i] * d for d in (range(4) if i < j else range(1, 4))]
 
     def connection(src, j, delay):
         tgt = names[j]

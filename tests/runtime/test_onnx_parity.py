@@ -3,7 +3,7 @@
 The oracle is onnx's own reference evaluator (`onnx.reference.ReferenceEvaluator`) on a model
 with one RNN / GRU / LSTM node built with `onnx.helper` (and checked by `onnx.checker`).
 onnx 1.23's reference ops leave three attributes as TODO: LSTM and GRU ignore `activations`,
-RNN knows only Tanh and Affine, and LSTM ignores `input_forget`. `ONNX_OPS` below completes
+RNN knows only Tanh and Affine, and LSTM ignores `input_forget`. `ONNX_OPS` (tests/onnx_oracle.py) completes
 them (passed as `new_ops`, which replaces the stock op): the activation slots take the
 functions of the operators' "Activation functions" table, and `input_forget=1` couples the
 gates as onnxruntime does (f_t = 1 - i_t; the f rows of W, R, B and P are unused). The
@@ -47,103 +47,20 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
-from onnx.reference.ops.op_gru import GRU as _ReferenceGRU  # noqa: E402
-from onnx.reference.ops.op_lstm import LSTM as _ReferenceLSTM  # noqa: E402
-from onnx.reference.ops.op_rnn import RNN_14 as _ReferenceRNN  # noqa: E402
+from onnx_oracle import ONNX_OPS  # noqa: E402
 
 import compiler  # noqa: E402
 import runtime  # noqa: E402
+from interop import mapping  # noqa: E402  (the mapping under test: interop/mapping.py)
+from interop.activations import Slot  # noqa: E402
 
 TOL = 1e-10
+X_COLUMNS = [("x", slice(None))]  # the operator's X is the input x alone
 OPSET = 14
 
 
-# --- the oracle: onnx's reference ops, with the activation table filled in --------------------
+# --- the oracle: onnx's reference ops, completed (tests/onnx_oracle.py) ----------------------
 
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-# ONNX RNN/GRU/LSTM docs, "Activation functions" (those timeloom can express, and a few more).
-ONNX_ACTIVATIONS = {
-    "Relu": lambda x, a, b: np.maximum(0, x),
-    "Tanh": lambda x, a, b: np.tanh(x),
-    "Sigmoid": lambda x, a, b: _sigmoid(x),
-    "Softplus": lambda x, a, b: np.logaddexp(0, x),
-    "Affine": lambda x, a, b: a * x + b,
-    "ScaledTanh": lambda x, a, b: a * np.tanh(b * x),
-    "HardSigmoid": lambda x, a, b: np.clip(a * x + b, 0, 1),
-    "Softsign": lambda x, a, b: x / (1 + np.abs(x)),
-}
-TAKES_ALPHA_BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
-
-
-def _activation_slots(op, defaults):
-    """The functions of one direction's slots; alpha/beta are consumed in slot order by the
-    functions that take them (the ONNX docs: "consumed in the order of activation functions")."""
-    names = list(op.activations or defaults)
-    n = len(defaults)
-    if op.direction == "bidirectional" and len(names) == 2 * n:
-        assert names[:n] == names[n:], "this oracle runs both directions with one activation set"
-    alphas, betas = iter(op.activation_alpha or []), iter(op.activation_beta or [])
-    fns = []
-    for name in names[:n]:
-        name = name.decode() if isinstance(name, bytes) else name
-        a, b = (next(alphas), next(betas)) if name in TAKES_ALPHA_BETA else (None, None)
-        fns.append(lambda x, fn=ONNX_ACTIVATIONS[name], a=a, b=b: fn(x, a, b))
-    return fns
-
-
-class LSTM(_ReferenceLSTM):
-    """onnx's reference LSTM + `activations` (f, g, h) + `input_forget` (forget = 1 - input)."""
-
-    op_domain = ""
-
-    def __init__(self, onnx_node, run_params):
-        super().__init__(onnx_node, run_params)
-        self.f, self.g, self.h = _activation_slots(self, ["Sigmoid", "Tanh", "Tanh"])
-
-    def _run(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, **kw):
-        if self.input_forget:
-            # forget = 1 - f(a_i) = f(-a_i) for f = sigmoid: feed onnx's loop f rows = -(i rows)
-            # (whatever the model's f rows hold, they are unused, as in onnxruntime)
-            assert (self.activations or ["Sigmoid"])[0] in ("Sigmoid", b"Sigmoid")
-            H = R.shape[-1]
-            W, R = _copy_rows(W, 2 * H, 0, H, -1), _copy_rows(R, 2 * H, 0, H, -1)
-            if B is not None:
-                B = _copy_rows(_copy_rows(B, 2 * H, 0, H, -1), 6 * H, 4 * H, H, -1)
-            if P is not None:
-                P = _copy_rows(P, 2 * H, 0, H, -1)
-        return super()._run(X, W, R, B, sequence_lens, initial_h, initial_c, P, **kw)
-
-
-def _copy_rows(a, dst, src, n, sign):
-    a = a.copy()
-    a[:, dst:dst + n] = sign * a[:, src:src + n]
-    return a
-
-
-class GRU(_ReferenceGRU):
-    """onnx's reference GRU + `activations` (f for z and r, g for the candidate)."""
-
-    op_domain = ""
-
-    def __init__(self, onnx_node, run_params):
-        super().__init__(onnx_node, run_params)
-        self.f, self.g = _activation_slots(self, ["Sigmoid", "Tanh"])
-
-
-class RNN(_ReferenceRNN):
-    """onnx's reference RNN with the whole activation table (stock: Tanh and Affine only)."""
-
-    op_domain = ""
-
-    def choose_act(self, name, alpha, beta):
-        name = name.decode() if isinstance(name, bytes) else name
-        return lambda x: ONNX_ACTIVATIONS[name](x, alpha, beta)
-
-
-ONNX_OPS = [LSTM, GRU, RNN]
 OP_INPUTS = {"LSTM": ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"],
              "GRU": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
              "RNN": ["X", "W", "R", "B", "sequence_lens", "initial_h"]}
@@ -276,10 +193,9 @@ def test_rnn_matches_onnx(act, alpha_beta, direction):
                        direction, I)
     values, prefixes = {}, halves(direction)
     for d, (p, delay) in enumerate(prefixes):
-        Wb, Rb = np.split(arrays["B"][d], 2)
-        values[f"x->{p}.h"] = scale * arrays["W"][d]
-        values[f"{p}.h->{p}.h@{delay}"] = scale * arrays["R"][d]
-        values[f"{p}.h.bias"] = scale * (Wb + Rb) + offset
+        values.update(mapping.onnx_to_timeloom("rnn", mapping.prefixed_roles("rnn", p), delay, X_COLUMNS,
+                                               arrays["W"][d], arrays["R"][d], arrays["B"][d],
+                                               slots=[Slot(activation, scale, offset)]))
         values[f"{p}.h.h0"] = arrays["initial_h"][d, 0]
     set_params(net, values, prefixes)
     compare(net, ref, direction, ["h"], arrays["X"])
@@ -305,7 +221,6 @@ def test_reverse_rnn_is_a_unit_with_delay_minus_one():
 
 # --- LSTM ---------------------------------------------------------------------------------------
 
-ONNX_LSTM_GATES = ["i", "o", "f", "g"]  # ONNX's iofc; timeloom's cell input c~ is unit g
 LSTM_ACTIVATIONS = {  # ONNX (f, g, h) + alpha/beta -> lstm block options
     "default": ([], None, {}),
     "relu-softplus": (["Sigmoid", "Relu", "Softplus"], None,
@@ -320,25 +235,9 @@ LSTM_ACTIVATIONS = {  # ONNX (f, g, h) + alpha/beta -> lstm block options
 def lstm_values(arrays, direction, peepholes, coupled=False, initial=True):
     values, prefixes = {}, halves(direction)
     for d, (p, delay) in enumerate(prefixes):
-        W, R = np.split(arrays["W"][d], 4), np.split(arrays["R"][d], 4)
-        Wb, Rb = np.split(np.split(arrays["B"][d], 2)[0], 4), np.split(np.split(arrays["B"][d], 2)[1], 4)
-        P = dict(zip(["i", "o", "f"], np.split(arrays["P"][d], 3))) if peepholes else {}
-        for k, g in enumerate(ONNX_LSTM_GATES):
-            values[f"x->{p}.{g}"] = W[k]
-            values[f"{p}.h->{p}.{g}@{delay}"] = R[k]
-            values[f"{p}.{g}.bias"] = Wb[k] + Rb[k]
-        if peepholes:
-            values[f"{p}.c->{p}.i@{delay}"] = P["i"]
-            values[f"{p}.c->{p}.f@{delay}"] = P["f"]
-            values[f"{p}.c->{p}.o"] = P["o"]
-        if coupled:  # timeloom's f = sigma(-a_i): the negated ONNX i rows; no i unit, ONNX's f rows unused
-            i = ONNX_LSTM_GATES.index("i")
-            values[f"x->{p}.f"], values[f"{p}.h->{p}.f@{delay}"] = -W[i], -R[i]
-            values[f"{p}.f.bias"] = -(Wb[i] + Rb[i])
-            if peepholes:
-                values[f"{p}.c->{p}.f@{delay}"] = -P["i"]
-            for name in [f"x->{p}.i", f"{p}.h->{p}.i@{delay}", f"{p}.i.bias", f"{p}.c->{p}.i@{delay}"]:
-                values.pop(name, None)
+        values.update(mapping.onnx_to_timeloom("lstm", mapping.prefixed_roles("lstm", p), delay, X_COLUMNS,
+                                               arrays["W"][d], arrays["R"][d], arrays["B"][d],
+                                               arrays["P"][d] if peepholes else None, coupled=coupled))
         if initial:
             values[f"{p}.h.h0"] = arrays["initial_h"][d, 0]
             values[f"{p}.c.h0"] = arrays["initial_c"][d, 0]
@@ -409,7 +308,6 @@ def test_lstm_per_sample_initial_state_and_batch_major_layout():
 
 # --- GRU ----------------------------------------------------------------------------------------
 
-ONNX_GRU_GATES = ["z", "r", "n"]  # ONNX's zrh
 GRU_ACTIVATIONS = {"default": ([], {}),
                    "sigmoid-relu": (["Sigmoid", "Relu"], {"activation": "relu"}),
                    "tanh-softplus": (["Tanh", "Softplus"], {"gate_activation": "tanh", "activation": "softplus"})}
@@ -434,15 +332,9 @@ def test_gru_matches_onnx(direction, linear_before_reset, acts):
                         "initial": "learned", **options}, direction, I)
     values, prefixes = {}, halves(direction)
     for d, (p, delay) in enumerate(prefixes):
-        W, R = np.split(arrays["W"][d], 3), np.split(arrays["R"][d], 3)
-        Wb, Rb = (np.split(b, 3) for b in np.split(arrays["B"][d], 2))
-        for k, g in enumerate(ONNX_GRU_GATES):
-            values[f"x->{p}.{g}"] = W[k]
-            values[f"{p}.h->{p}.{g}@{delay}"] = R[k]
-            values[f"{p}.{g}.bias"] = Wb[k] + Rb[k]
-        if linear_before_reset:  # Rbh sits inside r * (R_h h + Rbh): the connection's own bias
-            values[f"{p}.n.bias"] = Wb[2]
-            values[f"{p}.h->{p}.n@{delay}.bias"] = Rb[2]
+        values.update(mapping.onnx_to_timeloom("gru", mapping.prefixed_roles("gru", p), delay, X_COLUMNS,
+                                               arrays["W"][d], arrays["R"][d], arrays["B"][d],
+                                               linear_before_reset=bool(linear_before_reset)))
         values[f"{p}.h.h0"] = arrays["initial_h"][d, 0]
     set_params(net, values, prefixes)
     compare(net, ref, direction, ["h"], arrays["X"])

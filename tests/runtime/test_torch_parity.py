@@ -7,12 +7,10 @@ a linear readout `y` (identity unit) trained with mse; torch gets the same reado
 gradient can be compared, torch's `weight_ih_l*`, `weight_hh_l*`, `bias_ih_l*`, `bias_hh_l*`
 one by one.
 
-The name mapping (`torch_links`) follows DESIGN.md's parameter names and ARCHITECTURE.md's
-block wiring; torch's layout is in its docs (nn.RNN / nn.LSTM / nn.GRU, "Variables").
+The name mapping (`interop.mapping.torch_links`) follows DESIGN.md's parameter names and
+ARCHITECTURE.md's block wiring; torch's layout is in its docs (nn.RNN / nn.LSTM / nn.GRU, "Variables").
 """
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -24,76 +22,10 @@ import runtime  # noqa: E402
 
 TOL = 1e-9
 
-# torch stacks the gates of a layer row-wise in this order (weight_ih: (gates*H, in)).
-TORCH_GATES = {"rnn": ["h"], "lstm": ["i", "f", "g", "o"], "gru": ["r", "z", "n"]}
-
-
-class Link(NamedTuple):
-    """timeloom parameter `name` <-> the block `torch_param[rows, cols]` of a torch parameter.
-
-    A timeloom parameter's value is the SUM of the torch blocks linked to it (torch's two
-    biases b_ih + b_hh add up into one unit bias); the gradient of each linked torch block
-    equals the timeloom parameter's gradient.
-    """
-
-    name: str
-    torch_param: str
-    rows: slice
-    cols: slice = slice(None)
-
-    def block(self, array):
-        """This link's block of a torch parameter-shaped array (a view)."""
-        return array[self.rows, self.cols] if array.ndim == 2 else array[self.rows]
-
-
-def layer_prefix(prefix, layer, direction, num_layers, bidirectional):
-    """Where torch's (layer, direction) lives in timeloom.
-
-    stack -> "{prefix}.l{layer}", bidirectional -> ".fwd" (direction 0) / ".bwd" (direction 1).
-    """
-    p = f"{prefix}.l{layer}" if num_layers > 1 else prefix
-    if bidirectional:
-        p += ".fwd" if direction == 0 else ".bwd"
-    return p
-
-
-def torch_links(kind, input_name, input_size, hidden, num_layers, bidirectional, prefix="enc"):
-    """The mapping of one torch.nn.{RNN,LSTM,GRU} onto the timeloom names of the equivalent block.
-
-    For layer l, direction d (torch suffix "_l{l}" + "_reverse" when d == 1), unit p of that
-    layer (see `layer_prefix`), gate k of TORCH_GATES[kind] (rows k*H:(k+1)*H):
-      weight_ih[k rows, cols of source s] -> "{s}->{p}.{k}"     s = the input (layer 0), or the
-                                                                 previous layer's h unit(s): a
-                                                                 bidirectional previous layer's
-                                                                 (2H) columns split into fwd.h | bwd.h
-      weight_hh[k rows]                   -> "{p}.h->{p}.{k}@{1 or -1}"   (delay -1 backward)
-      bias_ih[k] + bias_hh[k]             -> "{p}.{k}.bias"
-    except GRU's n gate: bias_hh[n] (b_hn, inside r * (W_hn h + b_hn)) -> "{p}.h->{p}.n@1.bias"
-    (linear_before_reset, torch's form). An rnn block's single "gate" is its unit h.
-    """
-    gates, H, dirs = TORCH_GATES[kind], hidden, (2 if bidirectional else 1)
-    links = []
-    for layer in range(num_layers):
-        if layer == 0:
-            sources = [(input_name, slice(0, input_size))]
-        else:
-            sources = [(f"{layer_prefix(prefix, layer - 1, d, num_layers, bidirectional)}.h",
-                        slice(d * H, (d + 1) * H)) for d in range(dirs)]
-        for d in range(dirs):
-            p = layer_prefix(prefix, layer, d, num_layers, bidirectional)
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
-            delay = 1 if d == 0 else -1
-            for k, g in enumerate(gates):
-                rows = slice(k * H, (k + 1) * H)
-                for src, cols in sources:
-                    links.append(Link(f"{src}->{p}.{g}", f"weight_ih{sfx}", rows, cols))
-                links.append(Link(f"{p}.h->{p}.{g}@{delay}", f"weight_hh{sfx}", rows))
-                links.append(Link(f"{p}.{g}.bias", f"bias_ih{sfx}", rows))
-                if kind == "gru" and g == "n":
-                    links.append(Link(f"{p}.h->{p}.n@{delay}.bias", f"bias_hh{sfx}", rows))
-                else:
-                    links.append(Link(f"{p}.{g}.bias", f"bias_hh{sfx}", rows))
-    return links
+# The mapping under test lives in interop/mapping.py (used by `timeloom import` of a state_dict):
+# torch's gate order (TORCH_GATES), `Link` (a timeloom name <-> a block of a torch parameter),
+# `layer_prefix` and `torch_links` (every link of one nn.RNN / LSTM / GRU).
+from interop.mapping import Link, layer_prefix, torch_links  # noqa: E402,F401
 
 
 def readout_links(hidden, num_layers, bidirectional, prefix="enc", unit="y"):

@@ -1,4 +1,4 @@
-"""The `timeloom` command line: compile (validate, summarize, export/draw graphs), run forward/backward."""
+"""The `timeloom` command line: compile (validate, summarize, export/draw graphs), run (train, evaluate, generate)."""
 from __future__ import annotations
 
 import sys
@@ -97,44 +97,125 @@ def compile(
 
 @app.command()
 def run(
-    spec: Path = typer.Argument(..., help="the YAML spec"),
-    steps: int = typer.Option(20, "--steps", "-T", min=1, help="sequence length of the random smoke batch"),
-    batch: int = typer.Option(4, "--batch", "-B", min=1),
-    backend: str = typer.Option("numpy", help="numpy or cupy"),
-    dtype: str = typer.Option("float32", help="float32 or float64"),
-    seed: int = typer.Option(0),
+    spec: Optional[Path] = typer.Argument(None, help="the YAML spec (leave out with --resume)"),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="override a spec value, e.g. --set training.lr=0.01 (repeatable)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="= --set training.epochs=N"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="= --set training.seed=N"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="numpy (default) or cupy"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 (default) or float64"),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUNDIR",
+                                          help="continue a run from its newest checkpoint"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="FILE",
+                                              help="start from this checkpoint's parameters "
+                                                   "(with --evaluate: evaluate it, no training)"),
+    evaluate: bool = typer.Option(False, "--evaluate", help="evaluate --checkpoint FILE without training"),
+    generate: Optional[int] = typer.Option(None, "--generate", min=1, metavar="N",
+                                           help="after training (or --evaluate), let the network run "
+                                                "free for N steps from a priming sequence"),
+    prime: Optional[str] = typer.Option(None, "--prime", help="priming text (tasks that encode text)"),
+    prime_steps: Optional[int] = typer.Option(None, "--prime-steps", min=1,
+                                              help="steps of the first validation sequence to prime with"),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0,
+                                      help="sample generated symbols at this temperature (0 = argmax)"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories go"),
+    name: Optional[str] = typer.Option(None, "--name", help="run name (default: the spec's name)"),
+    eval_every: int = typer.Option(1, "--eval-every", min=1, help="compute the task metric every K epochs"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output, only the summary"),
 ):
-    """Run SPEC forward and backward (BPTT) on a random batch and report loss and gradient norms.
+    """Train SPEC on its data: with its training: settings; write runs/NAME-TIMESTAMP/.
 
-    Training on the spec's data: section is `timeloom train` (coming with the data tasks)."""
-    import numpy as np
+    Exit status: 0 done, 2 bad spec/data/checkpoint or a NaN in training, 130 interrupted
+    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR)."""
+    import json
 
-    from runtime import Network
+    from runtime.train import overrides, session
+    from runtime.train.progress import make_progress
 
-    program = _load(spec)
+    items = list(set_) + ([f"training.epochs={epochs}"] if epochs is not None else []) \
+        + ([f"training.seed={seed}"] if seed is not None else [])
+    opts = session.Options(backend=backend, dtype=dtype, runs_dir=runs_dir, name=name,
+                           eval_every=eval_every, overrides=items)
     try:
-        net = Network(program, backend=backend, dtype=dtype, seed=seed)
-        rng = np.random.default_rng(seed)
-        inputs = {n: rng.standard_normal((steps, batch, k)) for n, k in program.inputs.items()}
-        targets = {}
-        for name, out in program.outputs.items():
-            size = program.units[name].size
-            lead = (batch,) if out.at == "last" else (steps, batch)
-            if out.loss == "cross_entropy":
-                targets[name] = rng.integers(0, size, lead)
-            elif out.loss == "bce":
-                targets[name] = (rng.random(lead + (size,)) > 0.5).astype(float)
-            else:
-                targets[name] = rng.standard_normal(lead + (size,))
-        masks = {n: np.ones((steps, batch)) for n, o in program.outputs.items() if o.at == "mask"}
-        loss, grads = net.loss_and_grads(inputs, targets, masks=masks)
+        if resume is not None:
+            if checkpoint is not None or evaluate:
+                raise TimeloomError("--resume continues a run from its own checkpoints; "
+                                    "leave out --checkpoint/--evaluate")
+            program, data, info = _compile_run(resume, items, overrides, session)
+            if spec is not None:
+                _same_model(_load(spec), program, spec, resume)
+        elif spec is None:
+            raise TimeloomError("give a SPEC to train (or --resume RUNDIR to continue a run)")
+        else:
+            program, data = _compile_with(spec, items, overrides)
+        if generate:
+            from runtime.train.generate import generated_output
+            generated_output(program)  # fail before training when the network cannot generate
+        if resume is not None:
+            report = session.resume_run(resume, program, data, info, opts, make_progress(quiet))
+        elif evaluate:
+            if checkpoint is None:
+                raise TimeloomError("--evaluate needs --checkpoint FILE (the parameters to evaluate)")
+            report = session.evaluate_checkpoint(program, checkpoint, opts)
+        else:
+            report = session.new_run(program, data, opts, make_progress(quiet), init=checkpoint)
+        generation = None
+        if generate and (report.result is None or report.result.status != "interrupted"):
+            generation = session.run_generation(report.net, report.task, generate, prime, prime_steps,
+                                                temperature, report.config.seed)
+            if report.rundir is not None:
+                from runtime.train.rundir import write_json
+                write_json(report.rundir / "generation.json", generation)
     except TimeloomError as e:
         _fail(e)
-    typer.echo(f"{program.name}: T={steps} B={batch} backend={backend} dtype={dtype}")
-    typer.echo(f"  loss {loss:.6f}")
-    norms = {k: float(np.sqrt((net.backend.to_numpy(g) ** 2).sum())) for k, g in grads.items()}
-    total = float(np.sqrt(sum(v * v for v in norms.values())))
-    typer.echo(f"  gradient norm {total:.6f} over {len(grads)} trainable arrays")
+    except KeyboardInterrupt:
+        typer.echo("interrupted again: stopped without saving; the checkpoints written so far are kept",
+                   err=True)
+        raise typer.Exit(130) from None
+    typer.echo(session.summary(report, generation))
+    if evaluate:
+        typer.echo(json.dumps(report.evaluation, default=str))
+    if report.result is not None and report.result.status == "interrupted":
+        raise typer.Exit(130)
+
+
+def _compile_with(spec: Path, items, overrides):
+    """The program of SPEC with --set overrides; errors name the file position or the --set."""
+    program = _load(spec)
+    if not items:
+        return program, program.spec
+    from compiler.loader import load_file
+
+    data, _ = load_file(spec)
+    data = overrides.apply(data, items)
+    try:
+        return compile_spec(data, file=str(spec)), data
+    except SpecError as e:
+        for line in overrides.explain(e, items):
+            typer.echo(line, err=True)
+        raise typer.Exit(2) from None
+
+
+def _compile_run(rundir: Path, items, overrides, session):
+    try:
+        return session.load_run(rundir, items, overrides.apply)
+    except SpecError as e:
+        for line in overrides.explain(e, items):
+            typer.echo(line, err=True)
+        raise typer.Exit(2) from None
+
+
+def _same_model(given, program, spec: Path, rundir: Path) -> None:
+    from runtime.train.checkpoint import spec_hash
+
+    if spec_hash(given.spec) != spec_hash(program.spec):
+        raise TimeloomError(f"{spec} describes a different model than the run in {rundir}; "
+                            f"resume with `timeloom run --resume {rundir}` alone")
+
+
+from interop.cli import register as _register_interop  # noqa: E402  (timeloom import / export)
+
+_register_interop(app, _fail)
 
 
 def main() -> None:

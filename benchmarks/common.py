@@ -71,22 +71,30 @@ def _sync_none():
     pass
 
 
-def time_fn(fn, repeats: int = 5, warmup: int = 1, sync=_sync_none) -> list[float]:
-    """Seconds of each of `repeats` calls of fn() after `warmup` calls."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_fn(fn, repeats: int = 5, warmup: int = 1, sync=_sync_none, clock=time.perf_counter) -> list[float]:
+    """Seconds of each of `repeats` calls of fn() after `warmup` calls.
+
+    clock: time.perf_counter (wall) or time.process_time (CPU time of this process: all its
+    threads, kernel time included; steadier than wall time on a busy machine, but only
+    comparable between single-threaded runs)."""
     for _ in range(warmup):
         fn()
         sync()
     times = []
     for _ in range(repeats):
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
-def time_interleaved(fns: dict, repeats: int = 5, warmup: int = 1, sync=_sync_none) -> dict:
+def time_interleaved(fns: dict, repeats: int = 5, warmup: int = 1, sync=_sync_none,
+                     clock=time.perf_counter) -> dict:
     """{name: [seconds]} timing each fn in turn, repeat by repeat (a, b, a, b, ...)."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -96,10 +104,10 @@ def time_interleaved(fns: dict, repeats: int = 5, warmup: int = 1, sync=_sync_no
     for _ in range(repeats):
         for k, fn in fns.items():
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return times
 
 

@@ -7,6 +7,11 @@ cProfile sees Python functions and C functions called by name (np.matmul, ndarra
 ndarray.sum, np.concatenate, ...); arithmetic written with operators (a * b, a += b, x @ W)
 is not a call, so its time shows up as the *tottime* of the Python function whose line
 runs it (e.g. FastExecutor._scan / _scan_backward). "per step" divides by iterations * T.
+
+The last line reports user/sys CPU time and minor page faults per call: sys time is the
+kernel mapping and zeroing fresh pages for the (T, B, n) buffers allocated on every call.
+Compare with glibc told to keep freed memory (no code change):
+    MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_MMAP_THRESHOLD_=33554432 python benchmarks/profile_lstm.py
 """
 from __future__ import annotations
 
@@ -30,6 +35,18 @@ def _name(func) -> str:
     parts = file.replace("\\", "/").split("/")
     short = "/".join(parts[-2:])
     return f"{short}:{line}({fn})"
+
+
+def os_costs(call, iters):
+    """(user ms, sys ms, minor page faults) per call: sys time and faults come from first
+    touches of freshly mapped memory (large NumPy arrays are mmap'ed anew on each call)."""
+    import resource
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(iters):
+        call()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return (1e3 * (r1.ru_utime - r0.ru_utime) / iters, 1e3 * (r1.ru_stime - r0.ru_stime) / iters,
+            (r1.ru_minflt - r0.ru_minflt) // iters)
 
 
 def gemm_floor(cell, T, B, I, H, forward_only=False, repeats=3):
@@ -123,14 +140,18 @@ def main(argv=None):
     common.print_table(["function", "calls/call", "calls/step", "tottime ms", "% total", "us/step",
                         "cumtime ms"], rows, title=f"top {args.top} by tottime (per loss_and_grads call)")
 
-    # who calls the built-ins that are not GEMMs
-    buf = io.StringIO()
-    st2 = pstats.Stats(prof, stream=buf)
-    st2.sort_stats("tottime").print_callers(r"copy|concatenate|zeros|where|\bsum\b|tanh|multiply|matmul")
-    print("\ncallers of the main built-ins (tottime; calls):")
-    for line in buf.getvalue().splitlines():
-        if "->" in line or "<-" in line or line.startswith(" " * 20):
-            print("  " + line.strip()[:150])
+    by_file = {}
+    for func, (cc, nc, tt, ct, _callers) in st.stats.items():
+        key = "numpy/builtins (called by name)" if func[0] == "~" else "/".join(func[0].split("/")[-2:])
+        by_file[key] = by_file.get(key, 0.0) + tt
+    rows = [[k, f"{1e3 * v / args.iters:.1f}", f"{100 * v / st.total_tt:.1f}%"]
+            for k, v in sorted(by_file.items(), key=lambda kv: -kv[1])[:8]]
+    print()
+    common.print_table(["file", "tottime ms/call", "% total"], rows, title="tottime by file")
+
+    user, sys_, faults = os_costs(call, args.iters)
+    print(f"\nkernel side (getrusage, unprofiled, per call): user {user:.1f} ms, sys {sys_:.1f} ms, "
+          f"{faults} minor page faults")
     return 0
 
 

@@ -74,33 +74,60 @@ class _Builder:
         self.positions = positions
         self.issues: list[SpecIssue] = []
         self.count = 0
+        self.explicit: dict[int, set] = {}  # mapping node -> its key nodes written out (not merged in)
 
     def build(self, node, path=()):
         self.count += 1
         if self.count > MAX_NODES:
             raise _Bomb(node)
         self.positions[path] = _mark(node)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            line, col = _mark(node)
+            self.issues.append(SpecIssue(self.positions.file, line, col, pointer(path),
+                                         f"the YAML tag '{node.tag}' is not supported; remove it "
+                                         "(a spec holds plain mappings, lists and scalars)"))
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)
-            out = {}
-            for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node)
-                if not isinstance(key, (str, int, float, bool)) or key is None:
-                    key = str(key)
-                if key in out:
-                    line, col = _mark(key_node)
-                    first = self.positions.keys.get(path + (key,), ("?", "?"))
-                    self.issues.append(SpecIssue(
-                        self.positions.file, line, col, pointer(path + (key,)),
-                        f"duplicate key '{key}' (first defined at line {first[0]}); "
-                        "remove one of them or merge their contents"))
-                    continue
-                self.positions.keys[path + (key,)] = _mark(key_node)
-                out[key] = self.build(value_node, path + (key,))
-            return out
+            return self.build_mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, path + (i,)) for i, v in enumerate(node.value)]
         return self.loader.construct_object(node)
+
+
+    def build_mapping(self, node, path):
+        """A mapping; `<<: *base` merges are allowed and the keys written out override merged ones."""
+        if id(node) not in self.explicit:  # a node reached again through an alias is already flattened
+            self.explicit[id(node)] = {id(k) for k, _ in node.value if k.tag != _MERGE}
+            self.loader.flatten_mapping(node)
+        explicit = self.explicit[id(node)]
+        out, merged = {}, set()
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                line, col = _mark(key_node)
+                self.issues.append(SpecIssue(self.positions.file, line, col, pointer(path),
+                                             "a key must be a plain name, not a list or a mapping"))
+                continue
+            key = self.loader.construct_object(key_node)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                key = str(key)
+            if key in out and key not in merged:
+                line, col = _mark(key_node)
+                first = self.positions.keys.get(path + (key,), ("?", "?"))
+                self.issues.append(SpecIssue(
+                    self.positions.file, line, col, pointer(path + (key,)),
+                    f"duplicate key '{key}' (first defined at line {first[0]}); "
+                    "remove one of them or merge their contents"))
+                continue
+            if id(key_node) in explicit:
+                merged.discard(key)
+            else:
+                merged.add(key)
+            self.positions.keys[path + (key,)] = _mark(key_node)
+            out[key] = self.build(value_node, path + (key,))
+        return out
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _Bomb(Exception):
@@ -152,6 +179,9 @@ def load_yaml(text: str, file: str = "<spec>"):
         if builder.issues:
             raise SpecError(builder.issues)
         return data, positions
+    except RecursionError:
+        raise SpecError([SpecIssue(file, 1, 1, "", "the spec nests lists/mappings too deeply to read "
+                                                   "(hundreds of levels); flatten it")]) from None
     finally:
         loader.dispose()
 
@@ -167,39 +197,43 @@ def _alias_bomb(root):
         if key in sizes:
             return sizes[key]
         sizes[key] = float("inf")  # a node that (through an alias) contains itself never ends
-        children = ([v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode) else
-                    node.value if isinstance(node, yaml.SequenceNode) else [])
-        total = 1 + sum(size(c) for c in children)
+        total = 1 + sum(size(c) for c in _children(node))
         sizes[key] = total if total == float("inf") else int(total)
         return sizes[key]
 
     if size(root) <= MAX_NODES:
         return None
-    node = root
+    node, seen = root, set()
     while True:
-        children = ([v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode) else
-                    node.value if isinstance(node, yaml.SequenceNode) else [])
-        big = next((c for c in children if size(c) > MAX_NODES), None)
-        if big is None:
+        seen.add(id(node))
+        big = next((c for c in _children(node) if size(c) > MAX_NODES), None)
+        if big is None or id(big) in seen:  # id(big) in seen: a recursive anchor, report where it starts
             return node, size(node)
         node = big
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [n for kv in node.value for n in kv]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
 
 
 _YAML_HINTS = (  # (substring of PyYAML's problem, explanation); {ctx} = where the context started
     ("'\\t'", "a tab character; YAML indentation must use spaces, not tabs"),
     ("expected <block end>, but found '<block mapping start>'",
-     "bad indentation: this line does not line up with the mapping that starts at {ctx}; "
-     "the keys of one mapping must start in the same column"),
+     ("bad indentation: this line does not line up with the mapping that starts at {ctx}; "
+      "the keys of one mapping must start in the same column")),
     ("expected <block end>, but found '<block sequence start>'",
-     "bad indentation: this list item does not line up with the block that starts at {ctx}; "
-     "the items of one list must start in the same column"),
+     ("bad indentation: this list item does not line up with the block that starts at {ctx}; "
+      "the items of one list must start in the same column")),
     ("expected <block end>", "bad indentation: this line does not line up with the block that starts at {ctx}"),
     ("mapping values are not allowed here",
-     "unexpected ':' here; check the indentation (is this line indented deeper than the key above it? "
-     "keys of one mapping must line up) or quote a value that contains ': '"),
+     ("unexpected ':' here; check the indentation (is this line indented deeper than the key above it? "
+      "keys of one mapping must line up) or quote a value that contains ': '")),
     ("expected ',' or '}'", "the '{{' at {ctx} is not closed; add the missing '}}'"),
     ("expected ',' or ']'", "the '[' at {ctx} is not closed; add the missing ']'"),
     ("could not find expected ':'", "a key is missing its ':' (the entry starts at {ctx})"),
+    ("but found another document", "a spec is one YAML document; remove this '---' (or split the file)"),
     ("found undefined alias", "{problem}: define the anchor (&name) before using it (*name)"),
     ("found unexpected end of stream", "{problem}: the quote at {ctx} is not closed"),
 )
@@ -223,7 +257,11 @@ def load_file(path) -> tuple[object, Positions]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError([SpecIssue(str(path), 0, 0, "", "file not found; check the path")]) from None
+        where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
+        raise SpecError([SpecIssue(str(path), 0, 0, "", f"file not found{where}; check the path")]) from None
+    except IsADirectoryError:
+        raise SpecError([SpecIssue(str(path), 0, 0, "", "is a directory, not a spec; give a YAML file "
+                                                        "such as specs/elman.yaml")]) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError([SpecIssue(str(path), 0, 0, "", f"cannot read the spec: {e}")]) from None
     return load_yaml(text, str(path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import jsonschema
 from jsonschema.exceptions import best_match
@@ -20,11 +20,14 @@ def load_schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=1)
-def _validator():
+@cache
+def _validator(definition: str | None = None):
+    """The validator of the whole spec, or of one `$defs` entry (e.g. "template")."""
     schema = load_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    if definition is None:
+        jsonschema.Draft202012Validator.check_schema(schema)
+        return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"})
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -94,9 +97,9 @@ def _pattern_message(error, where) -> str:
     return f"{where}: {value!r} does not match the pattern {pattern}"
 
 
-def _message(error, data) -> tuple[str, tuple, bool]:
-    """(message, path, point at the key?) for one jsonschema error."""
-    path = tuple(error.absolute_path)
+def _message(error, data, base=()) -> tuple[str, tuple, bool]:
+    """(message, path, point at the key?) for one jsonschema error; `base`: where `data` sits in the spec."""
+    path = base + tuple(error.absolute_path)
     v = error.validator
     where = _where(path)
     if _is_key_error(error, data):
@@ -139,13 +142,15 @@ def _message(error, data) -> tuple[str, tuple, bool]:
 
 
 _REF = re.compile(r"\$\{?[A-Za-z_]")
+_NETWORK_KEYS = ("inputs", "units", "blocks", "connections", "outputs")
 
 
 def _refs_outside_templates(data, path=()):
-    """(path, text, is_key) of every "$name"/"${name}" outside `templates:`: they are never replaced."""
+    """(path, text, is_key) of every "$name"/"${name}" in the network outside `templates:`: they are
+    never replaced there (free text such as `description:` or a `data: {path: $HOME/x}` is not checked)."""
     if isinstance(data, dict):
         for k, v in data.items():
-            if not path and k == "templates":
+            if not path and k not in _NETWORK_KEYS:  # templates: are substituted; name, data: free text
                 continue
             if isinstance(k, str) and _REF.search(k):
                 yield path + (k,), k, True
@@ -157,13 +162,13 @@ def _refs_outside_templates(data, path=()):
         yield path, data, False
 
 
-def validate(data, positions: Positions) -> list[SpecIssue]:
-    """Every schema violation in `data`, each placed at its source position, in file order."""
-    found = []  # (message, path, at_key, error)
+def _schema_errors(validator, data, base=()) -> list[tuple]:
+    """(message, path, at_key, error) for every violation, one per mistake."""
+    found = []
     seen = set()
-    for error in _validator().iter_errors(data):
+    for error in validator.iter_errors(data):
         error = _deepest(error)
-        message, path, at_key = _message(error, data)
+        message, path, at_key = _message(error, data, base)
         if (message, path) in seen:
             continue
         seen.add((message, path))
@@ -171,8 +176,20 @@ def validate(data, positions: Positions) -> list[SpecIssue]:
     # "missing 'size'" next to "unknown key 'sise' (did you mean 'size'?)" is one mistake, not two
     typos = {(p[:-1], m.split("did you mean '")[1].split("'")[0]) for m, p, _, e in found
              if e.validator == "additionalProperties" and "did you mean '" in m}
-    found = [f for f in found if not (f[3].validator == "required" and
-                                      (f[1], f[0].split("'")[1]) in typos)]
+    return [f for f in found if not (f[3].validator == "required" and (f[1], f[0].split("'")[1]) in typos)]
+
+
+def validate_template_body(body: dict, positions: Positions, base: tuple, context: str) -> list[SpecIssue]:
+    """Check a template body after its parameters were substituted (a parameter's value can be
+    anything until then); `base` is the template's path, `context` names the instance."""
+    found = _schema_errors(_validator("template"), body, base)
+    issues = [positions.issue(path, message + context, at_key=at_key) for message, path, at_key, _ in found]
+    return sorted(issues, key=lambda i: (i.line, i.column))
+
+
+def validate(data, positions: Positions) -> list[SpecIssue]:
+    """Every schema violation in `data`, each placed at its source position, in file order."""
+    found = _schema_errors(_validator(), data)
     issues = [positions.issue(path, message, at_key=at_key) for message, path, at_key, _ in found]
     flagged = {path for _, path, _, _ in found}
     if isinstance(data, dict):

@@ -15,7 +15,7 @@ from .blocks import BUILTINS
 from .errors import SpecIssue
 from .loader import Positions
 from .model import Connection, Output, Pos, Unit
-from .schema import did_you_mean
+from .schema import did_you_mean, validate_template_body
 
 
 @dataclass
@@ -134,17 +134,17 @@ class Expander:
         size = ub.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             self.error(at("size"), f"unit '{name}' needs a positive integer size, got {size!r}")
-        for key, read in (("activation", lambda: normalize.activation(ub.get("activation", "identity"))),
-                          ("bias", lambda: normalize.bias(ub.get("bias", True))),
-                          ("leak", lambda: normalize.leak(ub.get("leak"), size))):
+        read = {"activation": lambda: normalize.activation(ub.get("activation", "identity")),
+                "bias": lambda: normalize.bias(ub.get("bias", True)),
+                "leak": lambda: normalize.leak(ub.get("leak"), size)}
+        values = {}
+        for key, value in read.items():
             try:
-                read()
+                values[key] = value()
             except normalize.NormalizeError as e:
                 sub = at(key, "alpha") if key == "leak" and isinstance(ub.get("leak"), dict) else at(key)
                 self.error(sub, f"unit '{name}': {e}")
-        act = normalize.activation(ub.get("activation", "identity"))
-        bias, bias_trainable = normalize.bias(ub.get("bias", True))
-        leak = normalize.leak(ub.get("leak"), size)
+        act, (bias, bias_trainable), leak = values["activation"], values["bias"], values["leak"]
         self.units[name] = Unit(name, size, act, bias, bias_trainable, ub.get("initial", "zeros"),
                                 leak, self.key_pos(path))
 
@@ -203,9 +203,18 @@ class Expander:
                        f"{did_you_mean(unknown[0], params)}; its parameters: {', '.join(params) or 'none'}",
                        at_key=True)
         params.update(options)
-        body = {k: template.get(k) for k in ("units", "blocks", "connections", "inputs", "outputs")}
-        return _substitute(body, params, lambda p: self.error(path, f"template '{kind}': unknown parameter "
+        body = {k: template[k] for k in ("units", "blocks", "connections", "inputs", "outputs") if k in template}
+        body = _substitute(body, params, lambda p: self.error(path, f"template '{kind}': unknown parameter "
                                                                     f"'${p}'{did_you_mean(p, params)}"))
+        given = ", ".join(f"{k}: {v!r}" for k, v in options.items() if k != "type")
+        line, _ = self.positions.find(path)
+        context = (f" (in block '{name}', an instance of template '{kind}' at line {line}"
+                   + (f" with {given})" if given else ")"))
+        issues = validate_template_body(body, self.positions, ("templates", kind), context)
+        if issues:
+            self.issues += [i for i in issues if i not in self.issues]
+            raise _Fail
+        return body
 
     def in_ports(self, block, port, path):
         if isinstance(port, dict):
@@ -248,7 +257,14 @@ class Expander:
             return [full] if as_source else [InPort(full)]
         if full in self.blocks:
             b = self.blocks[full]
-            return list(b.outputs) if as_source else list(b.inputs)
+            ports = list(b.outputs) if as_source else list(b.inputs)
+            if not ports:
+                which = "outputs" if as_source else "inputs"
+                units = [u for u in self.units if u.startswith(full + ".")]
+                self.error(path, f"block '{name}' has no {which[:-1]} ports (its template lists no {which}:); "
+                           f"add {which}: to the template or name one of its units"
+                           + (f", e.g. {units[0]}" if units else ""))
+            return ports
         if not prefix and name in self.inputs:
             if as_source:
                 return [name]

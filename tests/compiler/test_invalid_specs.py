@@ -9,6 +9,7 @@ The compiler must raise SpecError with each of them, and the CLI must print them
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 import subprocess
@@ -17,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import cli
 from compiler import SpecError, compile_spec
+from compiler.loader import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = Path(__file__).resolve().with_name("invalid")
@@ -111,8 +115,8 @@ def test_two_errors_in_one_file_are_both_reported():
 def test_real_process_exits_2_without_traceback(name):
     """One real `python -m cli` run per kind of failure (loader, semantics): no test-runner magic."""
     rel = _relative(INVALID / f"{name}.yaml")
-    proc = subprocess.run([sys.executable, "-m", "cli", "compile", rel], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "cli", "compile", rel], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     (want,) = expectations(INVALID / f"{name}.yaml")
@@ -149,3 +153,84 @@ def test_unused_unit_is_a_warning_not_an_error(tmp_path):
     result = CliRunner().invoke(cli.app, ["compile", str(path)])
     assert result.exit_code == 0, result.output
     assert f"{path}:5:3: warning: " in result.output
+
+
+def test_dollar_signs_in_free_text_are_not_parameter_references(tmp_path):
+    path = tmp_path / "dollars.yaml"
+    path.write_text("timeloom: 1\ndescription: costs $5, see $HOME\ninputs: {x: {size: 2}}\n"
+                    "units: {y: {size: 2}}\nconnections: [{from: x, to: y}]\noutputs: {y: {loss: mse}}\n"
+                    "data: {task: text, path: $HOME/corpus.txt}\n")
+    assert compile_spec(path).data["path"] == "$HOME/corpus.txt"
+
+
+TEMPLATE = """\
+timeloom: 1
+templates:
+  t:
+    params: {size: 4, d: 1, act: tanh, w: full, g: gt, init: glorot, lb: true, alpha: 0.5, name: h}
+    units:
+      h: {size: $size, activation: $act, leak: {alpha: $alpha}}
+      gt: {size: $size, activation: sigmoid}
+    connections:
+      - {from: h, to: "${name}", delay: $d, weight: $w, gate: $g, init: $init, bias: $lb}
+    inputs: [h, gt]
+    outputs: [h]
+inputs: {x: {size: 4}}
+blocks:
+  b: {type: t, PARAM: VALUE}
+units: {y: {size: 2}}
+connections: [{from: x, to: b}, {from: b, to: y}]
+outputs: {y: {loss: mse}}
+"""
+
+
+@pytest.mark.parametrize("param, value, place", [
+    ("size", "ten", "6:17"), ("d", "x", "9:41"), ("d", "null", "9:41"), ("d", "[1, 2]", "9:41"),
+    ("d", "1.5", "9:41"), ("w", "x", "9:53"), ("w", "{a: 1}", "9:53"), ("g", "2", "9:63"),
+    ("lb", "x", "9:86"), ("alpha", "x", "6:56"), ("alpha", "2", "6:56"), ("name", "1.5", "9:23"),
+])
+def test_template_parameter_values_are_checked_after_substitution(param, value, place):
+    """A parameter's value may be anything until it is put in place: then the schema checks it,
+    the error points at the "$param" in the template and names the instance and the value."""
+    with pytest.raises(SpecError) as info:
+        compile_spec(TEMPLATE.replace("PARAM", param).replace("VALUE", value), file="t.yaml")
+    hits = [e for e in info.value.errors if f"{e.line}:{e.column}" == place]
+    assert hits, [str(e) for e in info.value.errors]
+    assert all("in block 'b', an instance of template 't' at line 14" in e.message for e in hits)
+    assert f"with {param}: " in hits[0].message
+
+
+JUNK = st.sampled_from([None, 0, -1, 1.5, "x", "$n", "${a}", "", [], {}, [1, 2], {"a": 1}, True, "h",
+                        "lstm", [[1]], "x.h", 10**6])
+
+
+def _paths(data, path=()):
+    yield path
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _paths(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _paths(v, path + (i,))
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=st.sampled_from(sorted((ROOT / "specs").glob("*.yaml"))),
+       picks=st.lists(st.tuples(st.floats(0, 1), st.booleans(), JUNK), min_size=1, max_size=3))
+def test_mangled_specs_give_spec_errors_never_crashes(spec, picks):
+    """Replace or delete random values of a valid spec: compile either works or raises SpecError."""
+    data, _ = load_file(spec)
+    for where, delete, junk in picks:
+        paths = [p for p in _paths(data) if p]
+        path = paths[int(where * (len(paths) - 1))]
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        if delete and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = copy.deepcopy(junk)  # never the same list twice: no cycles
+    try:
+        compile_spec(data)
+    except SpecError as e:
+        assert e.errors and all(issue.message for issue in e.errors)

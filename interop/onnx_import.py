@@ -1,0 +1,346 @@
+"""ONNX model -> timeloom spec + parameters.
+
+Every LSTM / GRU / RNN node becomes a cell (interop.cells: a built-in block where exact,
+primitives otherwise) with its weights mapped as interop.mapping says; the nodes around them
+(MatMul, Gemm, Add, Sum, Sub, Mul, Div, Sigmoid, Tanh, Relu, Softplus, Softmax, Identity, Dropout,
+Transpose, Squeeze, Unsqueeze, Reshape, Concat, Gather on num_directions) become units and
+connections, folded as symbolic tensors (interop.onnx_values) until an activation or a
+recurrent operator needs a unit. Nodes whose inputs are all constants are evaluated
+(onnx.reference). Anything else raises UnsupportedError naming the node and its op type.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InteropError, UnsupportedError, node_label
+from .onnx_layout import LayoutOps
+from .onnx_result import OnnxImport
+from .onnx_values import Input, Linear, Part, Seq, permute, sel_of
+
+CLIP_INACTIVE = 1e6  # a clip this large never acts on the net inputs of a working model
+RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
+ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "Softplus": "softplus",
+                  "Softmax": "softmax"}
+PASS_THROUGH = {"Identity", "Dropout"}
+
+
+def import_onnx(model, name: str | None = None) -> OnnxImport:
+    """An onnx.ModelProto (or a path) -> OnnxImport (spec dict, params, I/O mapping)."""
+    import onnx
+
+    if isinstance(model, (str, Path)):
+        try:
+            model = onnx.load(str(model))
+        except Exception as e:  # protobuf decode errors, missing files
+            raise InteropError(f"{model}: cannot read the ONNX model ({e})") from e
+    return _Importer(model, name).run()
+
+
+def sanitize(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name or "")
+    return s if re.match(r"^[A-Za-z_]", s) else "_" + s
+
+
+class _Importer(LayoutOps):
+    def __init__(self, model, name):
+        from onnx import numpy_helper
+
+        self.model = model
+        self.graph = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        self.env = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.spec = {"timeloom": 1, "name": sanitize(name or self.graph.name or "imported"),
+                     "inputs": {}, "units": {}, "blocks": {}, "connections": [], "outputs": {}}
+        self.params, self.used, self.warnings = {}, set(), []
+        self.placed = {}  # onnx input -> (timeloom input, axes)
+        self.lengths = None  # onnx input name or constant array
+        self.states = {}  # onnx input -> (layout, [unit per direction])
+        for vi in self.graph.input:
+            if vi.name not in self.env:
+                dims = tuple(d.dim_value if d.HasField("dim_value") else None
+                             for d in vi.type.tensor_type.shape.dim)
+                self.env[vi.name] = Input(vi.name, dims)
+
+    # -- names ----------------------------------------------------------------------------
+    def fresh(self, hint: str) -> str:
+        base = sanitize(hint)
+        name, k = base, 1
+        while name in self.used or any(u.startswith(name + ".") for u in self.used):
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        return name
+
+    # -- the walk -------------------------------------------------------------------------
+    def run(self) -> OnnxImport:
+        for node in self.graph.node:
+            if node.domain not in ("", "ai.onnx"):
+                raise UnsupportedError(f"{node_label(node)}: operators of domain '{node.domain}' are not supported")
+            args = [self.env[i] if i else None for i in node.input]
+            missing = [i for i in node.input if i and i not in self.env]
+            if missing:
+                raise InteropError(f"{node_label(node)}: input '{missing[0]}' is not produced by any earlier node")
+            if node.op_type not in RECURRENT and all(a is None or isinstance(a, np.ndarray) for a in args):
+                outs = self.fold(node, args)
+            else:
+                handler = getattr(self, "op_" + node.op_type, None)
+                if handler is None:
+                    raise UnsupportedError(
+                        f"{node_label(node)}: op type {node.op_type} is not supported by timeloom import "
+                        "(supported: LSTM, GRU, RNN, MatMul, Gemm, Add, Sum, Sub, Mul, Div, Sigmoid, Tanh, Relu, "
+                        "Softplus, Softmax, Identity, Dropout, Transpose, Squeeze, Unsqueeze, Reshape, Concat, "
+                        "Gather, and any node on constants)")
+                outs = handler(node, args, _attrs(node))
+            for name, value in zip(node.output, outs):
+                if name:
+                    self.env[name] = value
+        return self.finish()
+
+    def fold(self, node, args):
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            ref = ReferenceEvaluator(node, opsets={"": self.opset})
+            feeds = {i: a for i, a in zip(node.input, args) if i}
+            return ref.run(None, feeds)
+        except Exception as e:
+            raise UnsupportedError(f"{node_label(node)}: could not evaluate it on its constant inputs ({e})") from e
+
+    def finish(self) -> OnnxImport:
+        outputs = {}
+        for vi in self.graph.output:
+            v = self.env.get(vi.name)
+            where = f"graph output '{vi.name}'"
+            if isinstance(v, Linear):
+                v = self.materialize(v, "identity", vi.name)
+            if not isinstance(v, Seq):
+                raise UnsupportedError(f"{where} is not computed by the recurrent network "
+                                       f"(it is a {'constant' if isinstance(v, np.ndarray) else 'graph input'})")
+            outputs[vi.name] = v
+            for p in v.parts:
+                act = self.spec["units"].get(p.unit, {}).get("activation") if p.unit in self.spec["units"] else None
+                loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(act, "mse") if isinstance(act, str) else "mse"
+                prev = self.spec["outputs"].get(p.unit)
+                at = "last" if p.sel == "last" and (prev is None or prev["at"] == "last") else "all"
+                self.spec["outputs"][p.unit] = {"loss": loss, "at": at}
+        spec = {k: v for k, v in self.spec.items() if v or k in ("timeloom", "name")}
+        result = OnnxImport(spec=spec, params=self.params, inputs=dict(self.placed), outputs=outputs,
+                            lengths=self.lengths, states=dict(self.states), warnings=self.warnings)
+        result.check()
+        return result
+
+    # -- values -------------------------------------------------------------------------
+    def seq(self, v, where, axes=("T", "B", "F"), size=None) -> Seq:
+        """A Seq for `v`: a pending Linear becomes an identity unit; a graph input is placed."""
+        if isinstance(v, Seq):
+            return v
+        if isinstance(v, Linear):
+            return self.materialize(v, "identity", where)
+        if isinstance(v, Input):
+            return self.place(v, axes, size, where)
+        raise UnsupportedError(f"{where}: expected a sequence tensor, got a constant")
+
+    def place(self, inp: Input, axes, size, where) -> Seq:
+        """Fix a graph input's axes from its first use (`axes`, after the Transposes it went through)."""
+        if inp.name in self.placed:
+            name, orig = self.placed[inp.name]
+            part = Part(name, self.spec["inputs"][name]["size"])
+            return Seq(permute(orig, inp.perm, where) if inp.perm else orig, (part,))
+        orig = list(axes)
+        if inp.perm is not None:
+            perm = list(inp.perm)
+            orig = [None] * len(axes)
+            for i, p in enumerate(perm):
+                orig[p] = axes[i]
+        orig = tuple(orig)
+        if len(inp.shape) != len(orig):
+            raise UnsupportedError(f"{where}: graph input '{inp.name}' has rank {len(inp.shape)}, a sequence "
+                                   f"input here is {len(orig)}-D ({', '.join(orig)})")
+        static = inp.shape[orig.index("F")]
+        if size is None:
+            size = static
+        if size is None:
+            raise UnsupportedError(f"graph input '{inp.name}': its feature size is not static")
+        if static is not None and static != size:
+            raise InteropError(f"{where}: graph input '{inp.name}' has {static} features, the node needs {size}")
+        name = self.fresh(inp.name)
+        self.spec["inputs"][name] = {"size": int(size)}
+        self.placed[inp.name] = (name, orig)
+        return Seq(tuple(axes), (Part(name, int(size)),))
+
+    def linear(self, v, where) -> Linear:
+        if isinstance(v, Linear):
+            return v
+        s = self.seq(v, where)
+        if "D" in s.axes:
+            raise UnsupportedError(f"{where}: the tensor still has the num_directions axis; Squeeze it "
+                                   "(one direction) or Transpose + Reshape it (directions side by side) first")
+        terms, col = [], 0
+        for p in s.parts:
+            m = np.zeros((p.size, s.size))
+            m[:, col:col + p.size] = np.eye(p.size)
+            terms.append((p, m))
+            col += p.size
+        return Linear(s.axes, terms, s.size)
+
+    def materialize(self, lin: Linear, activation, hint) -> Seq:
+        """A unit computing activation(lin)."""
+        where = f"unit for '{hint}'"
+        sel = sel_of([p for p, _ in lin.terms], where)
+        unit = self.fresh(hint)
+        by_source = {}
+        for p, m in lin.terms:
+            by_source[p.unit] = by_source[p.unit] + m if p.unit in by_source else m
+        spec_unit = {"size": lin.size, "activation": activation}
+        if lin.bias is None:
+            spec_unit["bias"] = False
+        self.spec["units"][unit] = spec_unit
+        for src, m in by_source.items():
+            if m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0])):
+                self.spec["connections"].append({"from": src, "to": unit, "weight": "identity"})
+            else:
+                self.spec["connections"].append({"from": src, "to": unit})
+                self.params[f"{src}->{unit}"] = m.T.copy()
+        if lin.bias is not None:
+            self.params[f"{unit}.bias"] = np.broadcast_to(lin.bias, (lin.size,)).astype(np.float64).copy()
+        return Seq(lin.axes, (Part(unit, lin.size, sel),))
+
+    # -- affine nodes -------------------------------------------------------------------
+    def op_MatMul(self, node, args, attrs):
+        a, b = args
+        where = node_label(node)
+        if not isinstance(b, np.ndarray) or b.ndim != 2:
+            raise UnsupportedError(f"{where}: only tensor @ constant matrix is supported (the second input "
+                                   "must be a 2-D initializer)")
+        x = self.seq(a, where, size=b.shape[0])
+        return [self._matmul(x, b.astype(np.float64), where)]
+
+    def _matmul(self, x: Seq, m, where) -> Linear:
+        if "D" in x.axes:
+            raise UnsupportedError(f"{where}: the tensor still has the num_directions axis; Squeeze it "
+                                   "(one direction) or Transpose + Reshape it (directions side by side) first")
+        if x.axes[-1] != "F" or x.size != m.shape[0]:
+            raise UnsupportedError(f"{where}: multiplies axis '{x.axes[-1]}' of size {x.size} by a "
+                                   f"{m.shape[0]}-row matrix; only the feature axis can be multiplied")
+        terms, row = [], 0
+        for p in x.parts:
+            terms.append((p, m[row:row + p.size]))
+            row += p.size
+        return Linear(x.axes, terms, m.shape[1])
+
+    def op_Gemm(self, node, args, attrs):
+        where = node_label(node)
+        a, b = args[0], args[1]
+        c = args[2] if len(args) > 2 else None
+        if attrs.get("transA", 0):
+            raise UnsupportedError(f"{where}: transA=1 transposes time/batch with features; not supported")
+        if not isinstance(b, np.ndarray) or (c is not None and not isinstance(c, np.ndarray)):
+            raise UnsupportedError(f"{where}: B and C must be constants (initializers)")
+        m = attrs.get("alpha", 1.0) * (b.T if attrs.get("transB", 0) else b).astype(np.float64)
+        x = self.seq(a, where, size=m.shape[0])
+        if len(x.axes) != 2:
+            raise UnsupportedError(f"{where}: Gemm needs a 2-D input")
+        lin = self._matmul(x, m, where)
+        if c is not None:
+            lin.bias = self._feature_vector(attrs.get("beta", 1.0) * c.astype(np.float64), lin, where)
+        return [lin]
+
+    def _feature_vector(self, c, lin, where):
+        if c.ndim and (any(d != 1 for d in c.shape[:-1]) or c.shape[-1] not in (1, lin.size)):
+            raise UnsupportedError(f"{where}: the constant of shape {c.shape} does not broadcast along the "
+                                   f"features only (expected ({lin.size},) or (1, ..., {lin.size}))")
+        return np.broadcast_to(c.reshape(-1) if c.ndim else c, (lin.size,)).astype(np.float64)
+
+    def op_Add(self, node, args, attrs, sign=1.0):
+        where = node_label(node)
+        a, b = args
+        if isinstance(b, np.ndarray) or isinstance(a, np.ndarray):
+            const, sym, first = (b, a, True) if isinstance(b, np.ndarray) else (a, b, False)
+            lin = self.linear(sym, where)
+            if not first and sign < 0:  # const - x
+                lin = _scaled(lin, -1.0)
+                sign = 1.0
+            c = self._feature_vector(const.astype(np.float64), lin, where) * sign
+            return [Linear(lin.axes, lin.terms, lin.size, c if lin.bias is None else lin.bias + c)]
+        la, lb = self.linear(a, where), self.linear(b, where)
+        if sign < 0:
+            lb = _scaled(lb, -1.0)
+        if la.axes != lb.axes or la.size != lb.size:
+            raise UnsupportedError(f"{where}: adds tensors of different layouts ({la.axes}, {lb.axes}); "
+                                   "broadcasting over time or batch is not supported")
+        bias = la.bias if lb.bias is None else (lb.bias if la.bias is None else la.bias + lb.bias)
+        return [Linear(la.axes, la.terms + lb.terms, la.size, bias)]
+
+    def op_Sum(self, node, args, attrs):
+        where, acc = node_label(node), args[0]
+        for a in args[1:]:
+            acc = self.op_Add(node, [acc, a], attrs)[0]
+        return [acc if len(args) > 1 else self.linear(acc, where)]
+
+    def op_Sub(self, node, args, attrs):
+        return self.op_Add(node, args, attrs, sign=-1.0)
+
+    def op_Mul(self, node, args, attrs, invert=False):
+        where = node_label(node)
+        a, b = args
+        const, sym = (b, a) if isinstance(b, np.ndarray) else (a, b)
+        if not isinstance(const, np.ndarray) or (invert and const is not b):
+            raise UnsupportedError(f"{where}: only multiplication by a constant (a scalar or one value per "
+                                   "feature) is supported")
+        lin = self.linear(sym, where)
+        c = self._feature_vector(const.astype(np.float64), lin, where)
+        return [_scaled(lin, 1.0 / c if invert else c)]
+
+    def op_Div(self, node, args, attrs):
+        return self.op_Mul(node, args, attrs, invert=True)
+
+    # -- activations --------------------------------------------------------------------
+    def _activation(self, node, args, attrs):
+        where = node_label(node)
+        act = ACTIVATION_OPS[node.op_type]
+        if node.op_type == "Softmax":
+            x = args[0]
+            rank = len(x.axes) if isinstance(x, (Seq, Linear)) else len(x.shape)
+            axis = attrs.get("axis", -1 if self.opset >= 13 else 1) % rank
+            if axis != rank - 1:
+                raise UnsupportedError(f"{where}: softmax over axis {axis}; timeloom's softmax is over the "
+                                       f"features (the last axis, {rank - 1})")
+        return [self.materialize(self.linear(args[0], where), act, node.output[0])]
+
+    op_Sigmoid = op_Tanh = op_Relu = op_Softplus = op_Softmax = _activation
+
+    def op_Identity(self, node, args, attrs):
+        return [args[0]]
+
+    def op_Dropout(self, node, args, attrs):
+        return [args[0]]  # inference: the identity (a mask output, if asked for, is not supported)
+
+    # -- recurrent operators ------------------------------------------------------------
+    def _recurrent(self, node, args, attrs):
+        from .onnx_recurrent import import_recurrent
+        return import_recurrent(self, node, args, attrs, RECURRENT[node.op_type])
+
+    op_LSTM = op_GRU = op_RNN = _recurrent
+
+
+def _scaled(lin: Linear, c) -> Linear:
+    return Linear(lin.axes, [(p, m * c) for p, m in lin.terms], lin.size,
+                  None if lin.bias is None else lin.bias * c)
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif isinstance(v, list):
+            v = [x.decode() if isinstance(x, bytes) else x for x in v]
+        out[a.name] = v
+    return out
+

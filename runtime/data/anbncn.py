@@ -1,0 +1,178 @@
+"""The languages a^n b^n c^n and a^n b^n (Gers & Schmidhuber 2001): next-symbol prediction.
+
+Mode `next_symbol` (default): inputs one-hot over {S, a, b, c} ({S, a, b} for anbn), the
+string S a^n b^n c^n; targets at each step the multi-hot set of symbols allowed next, over
+{a, b, c, #} ({a, b, #}), # being the terminal symbol. For n = 3 (seeds 004):
+
+    input   S    a    a    a    b  b  b  c  c  c
+    target  a,#  a,b  a,b  a,b  b  b  c  c  c  #
+
+(after S the string may be empty, so # is allowed; once the first b is seen, n is known and
+every later symbol is determined). Loss bce (or mse). A test string is solved when at every
+step each allowed symbol's output is > 0.5 and every other one's < 0.5; the metric
+`solved_up_to_n` is the largest n such that every tested n' <= n is solved.
+
+Mode `one_to_many`: the input is one-hot n (position n - 1) at t = 0 and zero afterwards;
+the targets are the classes of a^n b^n c^n # over {a, b, c, #} (cross_entropy, softmax);
+a string is solved when the argmax is right at every step.
+
+Parameters: train_n [lo, hi] (default [1, 10]), test_n [lo, hi] (default [1, 50]),
+train_size (strings per epoch, n uniform in train_n; default steps_per_epoch x batch_size
+of the training section, else 1000), mode.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from .base import (
+    Batch,
+    Task,
+    as_rng,
+    batched,
+    check_choice,
+    check_range,
+    one_hot,
+    pad,
+    valid_mask,
+)
+from .metrics import (
+    ConstantPredictor,
+    TablePredictor,
+    majority_sets,
+    sequences_all_argmax_right,
+    sequences_all_sets_right,
+    solved_up_to,
+)
+
+VALIDATION_BATCH = 64
+
+
+def string(n: int, letters: int) -> np.ndarray:
+    """Input symbol indices of S a^n b^n (c^n): S = 0, a = 1, b = 2, c = 3."""
+    return np.array([0] + [k for k in range(1, letters + 1) for _ in range(n)], dtype=np.int64)
+
+
+def next_sets(n: int, letters: int) -> np.ndarray:
+    """(len, letters + 1) multi-hot sets of allowed next symbols over (a, b, [c,] #)."""
+    end = letters
+    sets = np.zeros((letters * n + 1, letters + 1), dtype=np.float32)
+    sets[0, [0, end]] = 1  # after S: a, or the end of the empty string
+    t = 1
+    for block in range(letters):
+        for j in range(1, n + 1):
+            if block == 0:
+                sets[t, [0, 1]] = 1  # after an a: another a or the first b
+            elif j < n:
+                sets[t, block] = 1
+            else:
+                sets[t, block + 1 if block + 1 < letters else end] = 1
+            t += 1
+    return sets
+
+
+def generated_classes(n: int, letters: int) -> np.ndarray:
+    """one_to_many targets: a^n b^n (c^n) then # as class indices over (a, b, [c,] #)."""
+    return np.array([k for k in range(letters) for _ in range(n)] + [letters], dtype=np.int64)
+
+
+class AnBnCn(Task):
+    name = "anbncn"
+    metric = "solved_up_to_n"
+    higher_is_better = True
+    letters = 3
+    PARAMS: ClassVar[dict] = {"train_n": [1, 10], "test_n": [1, 50], "train_size": None, "mode": "next_symbol"}
+
+    def __init__(self, program, seed: int, **params):
+        super().__init__(program, seed, **params)
+        p = self.params
+        self.mode = check_choice(p, "mode", ("next_symbol", "one_to_many"))
+        lowest = 1 if self.mode == "one_to_many" else 0
+        self.train_n = check_range(p, "train_n", lowest)
+        self.test_n = check_range(p, "test_n", lowest)
+        self.train_size = self.fresh_train_size(1000)
+        names = "abc"[:self.letters]
+        outputs = ", ".join(names) + ", #"
+        if self.mode == "next_symbol":
+            self.expect_input_size(self.letters + 1, f"one-hot S, {', '.join(names)}")
+            self.expect_output_size(self.letters + 1, f"{outputs}: the terminal symbol last")
+            self.expect_loss(("bce", "mse"), "several next symbols can be allowed: multi-hot targets")
+        else:
+            self.n_max = max(self.train_n[1], self.test_n[1])
+            self.expect_input_size(self.n_max, f"one-hot n for n = 1..{self.n_max} at the first step")
+            self.expect_output_size(self.letters + 1, f"classes {outputs}")
+        self.expect_at(("all", "mask"), "a prediction at every step")
+
+    # -- sequences ----------------------------------------------------------------------------
+    def sequence(self, n: int):
+        """(inputs (L, size), targets: multi-hot (L, K) or classes (L,)) of the string for n."""
+        if self.mode == "next_symbol":
+            return one_hot(string(n, self.letters), self.letters + 1), next_sets(n, self.letters)
+        classes = generated_classes(n, self.letters)
+        x = np.zeros((len(classes), self.n_max), dtype=np.float32)
+        x[0, n - 1] = 1
+        return x, classes
+
+    def batch_of(self, ns) -> Batch:
+        xs, ys = zip(*(self.sequence(int(n)) for n in ns))
+        x, lengths = pad(xs)
+        y, _ = pad(ys, value=0 if self.mode == "next_symbol" else -1)
+        return self.make_batch(x, y, lengths)
+
+    def train_batches(self, batch_size: int, rng=None):
+        rng = as_rng(rng, self.seed)
+        lo, hi = self.train_n
+        for start in range(0, self.train_size, batch_size):
+            size = min(batch_size, self.train_size - start)
+            yield self.batch_of(rng.integers(lo, hi + 1, size=size))
+
+    def test_ns(self) -> list[int]:
+        return list(range(self.test_n[0], self.test_n[1] + 1))
+
+    def validation(self) -> list:
+        return [self.batch_of(ns) for ns in batched(self.test_ns(), VALIDATION_BATCH)]
+
+    # -- metric -------------------------------------------------------------------------------
+    def score(self, net) -> dict:
+        ns, solved = [], []
+        for group, batch in zip(batched(self.test_ns(), VALIDATION_BATCH), self.validation()):
+            p = self.predict(net, batch)
+            valid = valid_mask(batch.lengths, batch.T, batch.B)
+            target = batch.targets[self.output]
+            if self.mode == "next_symbol":
+                ok = sequences_all_sets_right(p, target, valid)
+            else:
+                classes = target if target.ndim == 2 else target.argmax(axis=-1)
+                ok = sequences_all_argmax_right(p, classes, valid)
+            ns += group
+            solved += [bool(v) for v in ok]
+        unsolved = [n for n, ok in zip(ns, solved) if not ok]
+        return {
+            "solved_up_to_n": solved_up_to(ns, solved, self.test_n[0]),
+            "solved_fraction": float(np.mean(solved)),
+            "first_unsolved_n": unsolved[0] if unsolved else None,
+        }
+
+    def compute_baseline(self) -> dict:
+        """A memoryless predictor: the most frequent next-symbol set after each input symbol
+        (next_symbol), or the most frequent class at every step (one_to_many)."""
+        ns = range(self.train_n[0], self.train_n[1] + 1)
+        seqs = [self.sequence(n) for n in ns]
+        if self.mode == "next_symbol":
+            symbols = np.concatenate([x.argmax(axis=-1) for x, _ in seqs])
+            sets = np.concatenate([y for _, y in seqs])
+            table = majority_sets(symbols, sets, self.letters + 1, self.letters + 1)
+            stub = TablePredictor(self.input, self.output, table)
+        else:
+            counts = np.bincount(np.concatenate([y for _, y in seqs]), minlength=self.letters + 1)
+            stub = ConstantPredictor(self.output, counts / counts.sum())
+        return self.score(stub)
+
+
+class AnBn(AnBnCn):
+    """a^n b^n: inputs S, a, b; outputs a, b, #."""
+
+    name = "anbn"
+    letters = 2
+

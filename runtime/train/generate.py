@@ -1,0 +1,104 @@
+"""Free-running generation: prime the network with a sequence, then let it run on its own.
+
+Two modes:
+- `feedback` (prediction tasks: one input and one output of the same size): each generated
+  output becomes the next input: the argmax one-hot (or a sample at `temperature` > 0) for
+  a cross_entropy output, 0/1 for bce, the value itself for mse;
+- `zeros` (one-to-many): after the priming steps the input is zero, the output unfolds from
+  the state alone.
+The state is carried from step to step with `forward(state=..., return_state=True)`; the
+first generated output is the network's output at the last priming step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.errors import TrainingError
+
+
+@dataclass
+class Generation:
+    output: str
+    mode: str
+    values: np.ndarray  # (N, B, size) generated outputs
+    symbols: np.ndarray | None  # (N, B) chosen classes for a cross_entropy output
+
+
+def generated_output(program) -> str:
+    outs = [u for u, o in program.outputs.items() if o.loss != "none"] or list(program.outputs)
+    if not outs:
+        raise TrainingError("--generate needs an output unit")
+    out = outs[0]
+    if program.outputs[out].at == "last":
+        raise TrainingError(f"--generate: output '{out}' has at: last (one output per sequence); "
+                            f"generation needs an output at every step")
+    if any(c.delay < 0 for c in program.connections):
+        raise TrainingError("--generate needs a causal network; this one reads the future (negative delays)")
+    return out
+
+
+def choose_mode(program, out: str) -> str:
+    if len(program.inputs) == 1 and next(iter(program.inputs.values())) == program.units[out].size:
+        return "feedback"
+    return "zeros"
+
+
+def _next_input(program, out, y, temperature, rng, symbols=False):
+    """(next input (B, size), chosen classes or None) from one step's output y (B, size).
+
+    `symbols`: a bce output (e.g. the allowed next symbols of a grammar) picks one symbol too."""
+    loss = program.outputs[out].loss
+    identity = program.units[out].activation.name == "identity"
+    if loss == "bce" and symbols:
+        p = 1 / (1 + np.exp(-y)) if identity else y
+        loss, y, identity = "cross_entropy", np.log(np.maximum(p, 1e-12)), True
+    if loss == "cross_entropy":
+        logits = y if identity else np.log(np.maximum(y, 1e-12))
+        if temperature > 0:
+            z = logits / temperature
+            p = np.exp(z - z.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+            idx = np.array([rng.choice(p.shape[-1], p=row) for row in p])
+        else:
+            idx = logits.argmax(axis=-1)
+        x = np.zeros_like(y)
+        x[np.arange(len(idx)), idx] = 1.0
+        return x, idx
+    if loss == "bce":
+        p = 1 / (1 + np.exp(-y)) if identity else y
+        return (p > 0.5).astype(y.dtype), None
+    return y, None
+
+
+def generate(net, prime: dict, steps: int, mode: str | None = None, temperature: float = 0.0,
+             seed: int = 0, symbols: bool = False) -> Generation:
+    """Prime with `prime` ({input: (T0, B, size)}) and generate `steps` outputs.
+
+    `symbols`: feed back one chosen symbol also for a bce output (tasks that decode symbols)."""
+    program, be = net.program, net.backend
+    out = generated_output(program)
+    mode = mode or choose_mode(program, out)
+    if mode == "feedback" and choose_mode(program, out) != "feedback":
+        raise TrainingError(f"--generate: feeding the output back needs one input of the output's size "
+                            f"({program.units[out].size})")
+    rng = np.random.default_rng(seed)
+    outs, state = net.forward(prime, return_state=True)
+    y = np.asarray(be.to_numpy(outs[out][-1]), dtype=np.float64)
+    B = y.shape[0]
+    values, chosen = [], []
+    for i in range(steps):
+        x, idx = _next_input(program, out, y, temperature, rng, symbols)
+        values.append(y)
+        chosen.append(idx)
+        if i == steps - 1:
+            break
+        if mode == "feedback":
+            step_in = {next(iter(program.inputs)): x[None]}
+        else:
+            step_in = {n: np.zeros((1, B, k)) for n, k in program.inputs.items()}
+        outs, state = net.forward(step_in, state=state, return_state=True)
+        y = np.asarray(be.to_numpy(outs[out][0]), dtype=np.float64)
+    sym = np.stack(chosen) if chosen and chosen[0] is not None else None
+    return Generation(out, mode, np.stack(values) if values else np.zeros((0, B, y.shape[-1])), sym)

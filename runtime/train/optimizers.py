@@ -1,0 +1,117 @@
+"""Optimizers with their state as named arrays (so a checkpoint can hold them).
+
+Update rules as in torch.optim (no weight decay):
+- sgd:     b <- mu b + g  (b = g at the first step);  p <- p - lr b   (plain p - lr g when mu = 0)
+- adam:    m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
+           p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+- rmsprop: v <- a v + (1-a) g^2;  d = g / (sqrt(v) + eps);
+           b <- mu b + d, p <- p - lr b  (momentum mu > 0)  or  p <- p - lr d
+`state()` is {key: array}: "step" and "{slot}/{param}" (e.g. "m/h->h@1").
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from compiler.errors import TrainingError
+
+DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "rmsprop": 0.01}
+
+
+class Optimizer:
+    """Base: `step(params, grads, lr)` updates the param arrays in place."""
+
+    slots: tuple = ()
+
+    def __init__(self, xp, names, **hyper):
+        self.xp = xp
+        self.names = list(names)
+        self.hyper = hyper
+        self.t = 0
+        self.buffers = {slot: {} for slot in self.slots}  # slot -> {param: array}, created lazily
+
+    def step(self, params: dict, grads: dict, lr: float) -> None:
+        self.t += 1
+        for name in self.names:
+            params[name] = self.update(name, params[name], grads[name], lr)
+
+    def update(self, name, p, g, lr):
+        raise NotImplementedError
+
+    def _buf(self, slot, name, like):
+        b = self.buffers[slot].get(name)
+        if b is None:
+            b = self.buffers[slot][name] = self.xp.zeros_like(like)
+        return b
+
+    # -- checkpointing ---------------------------------------------------------------------
+    def state(self) -> dict:
+        out = {"step": np.asarray(self.t, dtype=np.int64)}
+        for slot, bufs in self.buffers.items():
+            for name, arr in bufs.items():
+                out[f"{slot}/{name}"] = arr
+        return out
+
+    def load_state(self, state: dict, asarray) -> None:
+        self.t = int(state.get("step", 0))
+        self.buffers = {slot: {} for slot in self.slots}
+        for key, arr in state.items():
+            if key == "step":
+                continue
+            slot, _, name = key.partition("/")
+            if slot not in self.buffers or name not in self.names:
+                raise TrainingError(f"optimizer state '{key}' does not fit a {type(self).__name__.lower()} "
+                                    f"optimizer over this network's parameters")
+            self.buffers[slot][name] = asarray(arr)
+
+
+class SGD(Optimizer):
+    slots = ("momentum",)
+
+    def update(self, name, p, g, lr):
+        mu = self.hyper.get("momentum", 0.0)
+        if mu:
+            b = self.buffers["momentum"].get(name)
+            b = g.copy() if b is None else b * mu + g
+            self.buffers["momentum"][name] = b
+            g = b
+        return p - lr * g
+
+
+class Adam(Optimizer):
+    slots = ("m", "v")
+
+    def update(self, name, p, g, lr):
+        b1, b2, eps = self.hyper.get("beta1", 0.9), self.hyper.get("beta2", 0.999), self.hyper.get("eps", 1e-8)
+        m = self._buf("m", name, p) * b1 + (1 - b1) * g
+        v = self._buf("v", name, p) * b2 + (1 - b2) * (g * g)
+        self.buffers["m"][name], self.buffers["v"][name] = m, v
+        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        denom = self.xp.sqrt(v) / math.sqrt(bc2) + eps
+        return p - (lr / bc1) * (m / denom)
+
+
+class RMSprop(Optimizer):
+    slots = ("square_avg", "momentum")
+
+    def update(self, name, p, g, lr):
+        a, eps, mu = self.hyper.get("alpha", 0.99), self.hyper.get("eps", 1e-8), self.hyper.get("momentum", 0.0)
+        v = self._buf("square_avg", name, p) * a + (1 - a) * (g * g)
+        self.buffers["square_avg"][name] = v
+        d = g / (self.xp.sqrt(v) + eps)
+        if mu:
+            d = self._buf("momentum", name, p) * mu + d
+            self.buffers["momentum"][name] = d
+        return p - lr * d
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def make_optimizer(kind: str, xp, names, momentum: float = 0.0) -> Optimizer:
+    if kind not in OPTIMIZERS:
+        raise TrainingError(f"unknown optimizer {kind!r}; use sgd, adam or rmsprop")
+    if kind == "adam":
+        return Adam(xp, names)
+    return OPTIMIZERS[kind](xp, names, momentum=momentum)

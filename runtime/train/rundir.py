@@ -1,0 +1,163 @@
+"""The run directory `runs/NAME-TIMESTAMP/`: resolved spec, metrics, curves, evaluation.
+
+    spec.yaml          the spec with the command-line overrides applied
+    run.json           how it was started (source spec, overrides, backend, dtype, seed, hash)
+    metrics.jsonl      one JSON object per line: {"kind": "step", ...} and {"kind": "epoch", ...}
+    curves.png         training loss per step and per epoch, validation loss, the task's metric
+    evaluation.json    the final evaluation (task metrics and baseline)
+    checkpoints/       ckpt-STEP-EPOCH-BATCH.npz (see checkpoint.py)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from compiler.errors import TimeloomError
+
+
+
+def create(root, name: str) -> Path:
+    """A new, empty run directory root/NAME-YYYYmmdd-HHMMSS (with -2, -3, ... on a clash)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for k in range(1, 1000):
+            path = root / (f"{name}-{stamp}" + (f"-{k}" if k > 1 else ""))
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            (path / "checkpoints").mkdir()
+            return path
+    except OSError as e:
+        raise TimeloomError(f"cannot create a run directory under {root}: {e.strerror or e}") from e
+    raise TimeloomError(f"too many runs named {name}-{stamp} under {root}")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic small-file write (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TimeloomError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+
+
+def write_spec(rundir: Path, spec: dict) -> None:
+    write_text(rundir / "spec.yaml", yaml.safe_dump(spec, sort_keys=False, default_flow_style=None))
+
+
+def read_spec(rundir: Path) -> dict:
+    path = Path(rundir) / "spec.yaml"
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise TimeloomError(f"{path}: cannot read the run's spec ({e}); is {rundir} a run directory?") from e
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise TimeloomError(f"cannot read {path}: {e}") from e
+
+
+def _clean(x):
+    """JSON-safe: NaN/Inf -> None, numpy scalars -> Python numbers."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "shape", None) == ():
+        x = x.item()
+    if hasattr(x, "tolist"):
+        return _clean(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class MetricsLog:
+    """metrics.jsonl: appended line by line, flushed after each record."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(_clean(record)) + "\n")
+
+    def records(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # a line cut by a kill
+                break
+        return out
+
+    def truncate(self, step: int, epochs_done: int) -> None:
+        """Keep what happened up to a checkpoint: steps <= step, epochs < epochs_done."""
+        keep = [r for r in self.records()
+                if (r.get("kind") == "step" and r["step"] <= step)
+                or (r.get("kind") == "epoch" and r["epoch"] <= epochs_done)
+                or r.get("kind") not in ("step", "epoch")]
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def plot_curves(rundir: Path, metric: str | None = None) -> Path | None:
+    """curves.png: loss per step and per epoch (train, validation); the task metric per epoch."""
+    records = MetricsLog(Path(rundir) / "metrics.jsonl").records()
+    steps = [r for r in records if r.get("kind") == "step"]
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    if not steps and not epochs:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no GUI, faster import
+    from matplotlib.figure import Figure
+
+    has_metric = metric is not None and any(r.get(metric) is not None for r in epochs)
+    fig = Figure(figsize=(11 if has_metric else 6, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if has_metric else 1, squeeze=False)
+    ax = axes[0][0]
+    if steps:
+        ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.6, alpha=0.4, label="train (step)")
+    ep = [r for r in epochs if r.get("loss") is not None]
+    if ep:
+        ax.plot([r["step"] for r in ep], [r["loss"] for r in ep], "o-", label="train (epoch)")
+    val = [r for r in epochs if r.get("val_loss") is not None]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "s-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if all((r.get("loss") or 1) > 0 for r in steps + ep):
+        ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("loss")
+    if has_metric:
+        m = [r for r in epochs if r.get(metric) is not None]
+        ax2 = axes[0][1]
+        ax2.plot([r["epoch"] for r in m], [r[metric] for r in m], "o-", color="C3")
+        ax2.set_xlabel("epoch")
+        ax2.set_ylabel(metric)
+        ax2.set_title(metric)
+    fig.subplots_adjust(left=0.08 if has_metric else 0.14, right=0.98, bottom=0.13, top=0.91, wspace=0.25)
+    path = Path(rundir) / "curves.png"
+    tmp = path.with_name(f".curves.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return path

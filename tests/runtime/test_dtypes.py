@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import random_batch
+from support import random_batch, shrink
 
 import compiler
 import runtime
@@ -28,15 +28,6 @@ import runtime
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 T, B = 8, 3
 TOL = 2e-5
-
-
-def shrink(spec, n=3):
-    """The spec with every `size` (inputs, units, blocks, template params) capped at n."""
-    if isinstance(spec, dict):
-        return {k: min(v, n) if k == "size" and isinstance(v, int) else shrink(v, n) for k, v in spec.items()}
-    if isinstance(spec, list):
-        return [shrink(v, n) for v in spec]
-    return spec
 
 
 def twin_networks(program, seed=0):

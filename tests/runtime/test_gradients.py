@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import random_batch
+from support import load_small, random_batch, random_specs
 
 import compiler
 import runtime
@@ -34,19 +33,6 @@ T, B = 6, 3
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-def shrink(spec, n=3):
-    """The spec with every `size` (inputs, units, blocks, template params) capped at n."""
-    if isinstance(spec, dict):
-        return {k: min(v, n) if k == "size" and isinstance(v, int) else shrink(v, n) for k, v in spec.items()}
-    if isinstance(spec, list):
-        return [shrink(v, n) for v in spec]
-    return spec
-
-
-def load_small(path, n=3):
-    return compiler.compile_spec(shrink(yaml.safe_load(path.read_text()), n))
-
 
 def perturbed_network(program, seed, scale=0.3):
     """A float64 network whose trainable parameters are moved off their (often zero) initial values."""
@@ -146,80 +132,6 @@ def test_fixed_weights_get_no_gradient_and_the_readout_does():
 
 # -- random graphs ---------------------------------------------------------------------------------
 
-ACTIVATIONS = ("tanh", "sigmoid", "identity", "softplus")
-
-
-@st.composite
-def random_specs(draw):
-    """A random small recurrent graph, valid by construction.
-
-    Units form a forward group (delays >= 0 inside) and a backward group (delays <= 0 inside),
-    one group entirely before the other in index order. Inside a group, a connection from a
-    lower to a higher index may have delay 0, any other one has a nonzero delay of the group's
-    sign; between groups connections go from the first group to the second only, with any delay
-    in [-3, 3]. So no cycle mixes signs and every zero-delay edge (connections and gates, whose
-    gate unit always has a lower index than the target) goes up in index: no algebraic loop.
-    Each unit gets one connection from an input or a lower-index unit, so every unit is reached.
-    """
-    inputs = {f"x{i}": {"size": draw(st.integers(1, 3))} for i in range(draw(st.integers(1, 2)))}
-    groups = [+1] * draw(st.integers(1, 3)) + [-1] * draw(st.integers(0, 2))
-    if draw(st.booleans()):
-        groups.reverse()
-    names = [f"{'f' if g > 0 else 'b'}{i}" for i, g in enumerate(groups)]
-    units = {}
-    for name in names:
-        size = draw(st.integers(1, 4))
-        unit = {"size": size, "activation": draw(st.sampled_from(ACTIVATIONS))}
-        if draw(st.integers(0, 3)) == 0:
-            unit["bias"] = False
-        if draw(st.booleans()):
-            unit["initial"] = "learned"
-        if draw(st.integers(0, 2)) == 0:
-            alpha = draw(st.one_of(st.floats(0.1, 0.9),
-                                   st.lists(st.floats(0.1, 0.9), min_size=size, max_size=size)))
-            unit["leak"] = {"alpha": alpha, "trainable": draw(st.booleans())}
-        units[name] = unit
-    size = {**{k: v["size"] for k, v in inputs.items()}, **{k: v["size"] for k, v in units.items()}}
-
-    def delays(i, j):
-        if groups[i] != groups[j]:
-            return list(range(-3, 4)) if i < j else []
-        return [groups[i] * d for d in (range(4) if i < j else range(1, 4))]
-
-    def connection(src, j, delay):
-        tgt = names[j]
-        c = {"from": src, "to": tgt, "delay": delay}
-        kinds = ["full"] + (["diagonal", "identity", {"fixed": 0.5}] if size[src] == size[tgt] else [])
-        c["weight"] = draw(st.sampled_from(kinds))
-        if draw(st.integers(0, 3)) == 0:
-            c["bias"] = True
-        if draw(st.integers(0, 5)) == 0:
-            c["trainable"] = False
-        kind = draw(st.sampled_from(["none", "none", "target", "source"]))
-        side = size[tgt] if kind == "target" else size[src]
-        gates = [names[k] for k in range(j) if size[names[k]] == side]
-        if kind != "none" and gates:
-            c["gate"] = {"unit": draw(st.sampled_from(gates)), "complement": draw(st.booleans()), "at": kind}
-        return c
-
-    conns = []
-    for j in range(len(names)):
-        src = draw(st.sampled_from(list(inputs) + names[:j]))
-        delay = draw(st.integers(-3, 3)) if src in inputs else draw(st.sampled_from(delays(names.index(src), j)))
-        conns.append(connection(src, j, delay))
-    pairs = [(i, j) for i in range(len(names)) for j in range(len(names)) if delays(i, j)]
-    for _ in range(draw(st.integers(0, 4))):
-        if pairs:
-            i, j = draw(st.sampled_from(pairs))
-            conns.append(connection(names[i], j, draw(st.sampled_from(delays(i, j)))))
-    outputs = {}
-    for name in draw(st.permutations(names))[:draw(st.integers(1, min(2, len(names))))]:
-        act = units[name]["activation"] if "leak" not in units[name] else "leaky"  # fused losses need f(net)
-        losses = ["mse"] + (["bce"] if act in ("sigmoid", "identity") else []) + \
-                 (["cross_entropy"] if act == "identity" else [])
-        outputs[name] = {"loss": draw(st.sampled_from(losses)), "at": draw(st.sampled_from(["all", "last", "mask"]))}
-    return {"timeloom": 1, "name": "random", "inputs": inputs, "units": units,
-            "connections": conns, "outputs": outputs}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -84,14 +84,10 @@ def test_compiler_reports_every_expected_error_at_its_place(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_cli_prints_file_line_col_errors_and_exits_2(path):
+def test_cli_prints_file_line_col_errors_and_exits_2(path, monkeypatch):
     rel = _relative(path)
-    old = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        result = CliRunner().invoke(cli.app, ["compile", rel])
-    finally:
-        os.chdir(old)
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(cli.app, ["compile", rel])
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output

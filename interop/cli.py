@@ -27,8 +27,10 @@ def register(app: typer.Typer, fail) -> None:
                                                         "bigger model's state_dict"),
         name: Optional[str] = typer.Option(None, help="the spec's name (default: the source's file name)"),
     ):
-        """Import an ONNX model (LSTM/GRU/RNN nodes and the layers around them) or a PyTorch state_dict
-        as a timeloom spec plus its parameters (.npz, DESIGN.md names)."""
+        """Import an ONNX model or a PyTorch RNN/LSTM/GRU state_dict as a spec plus parameters (.npz).
+
+        ONNX: LSTM/GRU/RNN nodes become blocks (or primitives), the layers around them units; anything
+        timeloom cannot express is refused with the node's name. See docs/INTEROP.md."""
         try:
             spec, values, header, warnings = _import(source, kind, nonlinearity, module, name)
             from .params import save_params
@@ -59,8 +61,10 @@ def register(app: typer.Typer, fail) -> None:
                                                             "and compare with timeloom"),
         seed: int = typer.Option(0, help="initial parameters' seed when --params is not given"),
     ):
-        """Export SPEC with its parameters as an ONNX model: standard LSTM/GRU/RNN operators where a
-        recurrence is exactly one, a Scan over the primitives otherwise."""
+        """Export SPEC with its parameters as an ONNX model (checked with onnx.checker).
+
+        A recurrence that is exactly an LSTM/GRU/RNN becomes that operator, any other a Scan over
+        its primitives. See docs/INTEROP.md."""
         try:
             import compiler
             from runtime import Network

@@ -6,7 +6,9 @@ primitives otherwise) with its weights mapped as interop.mapping says; the nodes
 Transpose, Squeeze, Unsqueeze, Reshape, Concat, Gather on num_directions) become units and
 connections, folded as symbolic tensors (interop.onnx_values) until an activation or a
 recurrent operator needs a unit. Nodes whose inputs are all constants are evaluated
-(onnx.reference). Anything else raises UnsupportedError naming the node and its op type.
+(onnx.reference); shape arithmetic that ends in a ConstantOfShape / Expand (the zero initial
+states torch's exporter writes) becomes a constant-filled initial state. Anything else
+raises UnsupportedError naming the node and its op type.
 """
 from __future__ import annotations
 
@@ -18,13 +20,16 @@ import numpy as np
 from .errors import InteropError, UnsupportedError, node_label
 from .onnx_layout import LayoutOps
 from .onnx_result import OnnxImport
-from .onnx_values import Input, Linear, Part, Seq, permute, sel_of
+from .onnx_values import Dyn, Fill, Input, Linear, Part, Seq, permute, sel_of
 
 CLIP_INACTIVE = 1e6  # a clip this large never acts on the net inputs of a working model
 RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "Softplus": "softplus",
                   "Softmax": "softmax"}
-PASS_THROUGH = {"Identity", "Dropout"}
+FILL_LAYOUT = {"Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Cast", "Expand",
+               "Concat"}
+SHAPE_ARITHMETIC = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Add", "Sub", "Mul",
+                    "Div", "Reshape", "Identity", "Max", "Min"}
 
 
 def import_onnx(model, name: str | None = None) -> OnnxImport:
@@ -79,12 +84,22 @@ class _Importer(LayoutOps):
         for node in self.graph.node:
             if node.domain not in ("", "ai.onnx"):
                 raise UnsupportedError(f"{node_label(node)}: operators of domain '{node.domain}' are not supported")
-            args = [self.env[i] if i else None for i in node.input]
             missing = [i for i in node.input if i and i not in self.env]
             if missing:
                 raise InteropError(f"{node_label(node)}: input '{missing[0]}' is not produced by any earlier node")
+            args = [self.env[i] if i else None for i in node.input]
             if node.op_type not in RECURRENT and all(a is None or isinstance(a, np.ndarray) for a in args):
                 outs = self.fold(node, args)
+            elif node.op_type == "Shape" or any(isinstance(a, Dyn) for a in args):
+                outs = self.dynamic(node, args, _attrs(node))
+            elif node.op_type in FILL_LAYOUT and isinstance(args[0], Fill) and all(
+                    not isinstance(a, (Seq, Linear, Input)) and (not isinstance(a, Fill) or a == args[0])
+                    for a in args):
+                outs = [args[0]]  # a slice / reshape of a constant-filled tensor is filled with the same value
+            elif node.op_type not in RECURRENT and any(isinstance(a, Fill) for a in args):
+                raise UnsupportedError(f"{node_label(node)}: reads a tensor of run-time shape filled with a constant "
+                                       "(ConstantOfShape / Expand); that is supported only as a recurrent node's "
+                                       "initial_h / initial_c")
             else:
                 handler = getattr(self, "op_" + node.op_type, None)
                 if handler is None:
@@ -108,6 +123,24 @@ class _Importer(LayoutOps):
             return ref.run(None, feeds)
         except Exception as e:
             raise UnsupportedError(f"{node_label(node)}: could not evaluate it on its constant inputs ({e})") from e
+
+    def dynamic(self, node, args, attrs):
+        """Shape arithmetic: Shape -> Gather/Unsqueeze/Concat/... -> ConstantOfShape (a zero initial state,
+        as torch's ONNX exporter writes it)."""
+        from onnx import numpy_helper
+
+        op = node.op_type
+        if op == "ConstantOfShape":
+            value = attrs.get("value")
+            return [Fill(float(numpy_helper.to_array(value).reshape(-1)[0]) if value is not None else 0.0)]
+        if op == "Expand" and isinstance(args[0], np.ndarray) and args[0].size and np.all(args[0] == args[0].flat[0]):
+            return [Fill(float(args[0].flat[0]))]
+        if op in SHAPE_ARITHMETIC and all(a is None or isinstance(a, (np.ndarray, Dyn)) or op == "Shape"
+                                          for a in args):
+            return [Dyn() for _ in node.output]
+        raise UnsupportedError(f"{node_label(node)}: computes with the run-time shape of a tensor; only shapes "
+                               "that build a constant-filled initial state (Shape -> Gather/Unsqueeze/Concat -> "
+                               "ConstantOfShape or Expand) are supported")
 
     def finish(self) -> OnnxImport:
         outputs = {}

@@ -10,7 +10,7 @@ from .onnx_values import Input, Linear, Seq, permute, reshape, squeeze, unsqueez
 
 
 class LayoutOps:
-    def _layout(self, v, where, fn, dims_of=True):
+    def _layout(self, v, where, fn):
         if isinstance(v, Input):
             raise UnsupportedError(f"{where}: reshaping a graph input before any other use is not supported")
         if isinstance(v, Seq):

@@ -17,7 +17,7 @@ from . import mapping
 from .activations import SLOT_OPTIONS, onnx_slots
 from .cells import cell_fragment, merge, unit_prefixes
 from .errors import UnsupportedError, node_label
-from .onnx_values import Input, Part, Seq
+from .onnx_values import Fill, Input, Part, Seq
 
 CLIP_INACTIVE = 1e6
 INPUTS = {"lstm": ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"),
@@ -157,8 +157,10 @@ def _set_lengths(imp, v, where):
 
 def _initial(imp, v, dirs, H, layout, directions, where, what):
     """None (zeros), a (dirs, H) array (one row for all samples) or the graph input's name."""
-    if v is None:
+    if v is None or isinstance(v, Fill) and v.value == 0:
         return None
+    if isinstance(v, Fill):
+        return np.full((dirs, H), v.value)
     if isinstance(v, Input):
         if any(d < 0 for d in directions):
             raise UnsupportedError(f"{where}: {what} comes from a graph input (one state per sample), which "

@@ -66,6 +66,18 @@ class Input:
     notes: list = field(default_factory=list)
 
 
+class Dyn:
+    """An integer tensor computed from run-time shapes (Shape -> Gather -> Concat ...): its content is
+    not tracked; it may only end in a ConstantOfShape / Expand that builds a constant initial state."""
+
+
+@dataclass
+class Fill:
+    """A tensor of run-time shape filled with one value (ConstantOfShape, Expand of a constant)."""
+
+    value: float
+
+
 def sel_of(parts, where: str) -> str:
     sels = {p.sel for p in parts}
     if len(sels) > 1:

@@ -251,7 +251,8 @@ class FastExecutor:
         return acc
 
     # -- backward -----------------------------------------------------------------------
-    def backward(self, tape, params, consts, dout, dnet, reads) -> dict:
+    def backward(self, tape, params, consts, dout, dnet, reads, states=None) -> dict:
+        """Parameter gradients; `states`, if a dict, receives {unit: (T, B, size) dL/d output}."""
         xp, T, B = self.xp, reads.T, reads.B
         H, A, LIN, S, GLIN = (tape.extra[k] for k in ("H", "A", "LIN", "S", "GLIN"))
         grads = {k: xp.zeros_like(v) for k, v in params.items()}
@@ -269,6 +270,8 @@ class FastExecutor:
                 self._scan_backward(plan, params, consts, H, A, LIN, GLIN, dH, dNET, dLIN, dnet, grads, reads)
             self._unit_grads(plan, params, H, A, dH, dNET, grads, reads)
             self._hoist_backward(plan, params, consts, H, LIN, S, dH, dNET, dLIN, grads, reads)
+        if states is not None:
+            states.update(dH)
         return grads
 
     def _route(self, dH, name, tau, d, grads, reads, delay):

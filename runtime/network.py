@@ -140,6 +140,22 @@ class Network:
             return loss, grads, self._final_state(tape, reads, arrays)
         return loss, grads
 
+    def state_gradients(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None,
+                        units=None) -> tuple[float, dict]:
+        """(loss, {unit: (T, B, size)}): dL/d(output of the unit at step t) for every step, the
+        error signal delta_t that BPTT carries back in time (total: through every later step).
+
+        `units`: which units (default all). Padded steps (t >= length) get zeros."""
+        arrays, reads = self._prepare(inputs, lengths, state, teacher)
+        tape = self.executor.forward(self.params, self.consts, arrays, reads)
+        loss, dout, dnet = self._loss(tape, targets, reads, masks or {})
+        deltas = {}
+        self.executor.backward(tape, self.params, self.consts, dout, dnet, reads, states=deltas)
+        unknown = [u for u in (units or []) if u not in deltas]
+        if unknown:
+            raise DataError(f"unknown unit '{unknown[0]}'")
+        return loss, {u: deltas[u] for u in (units or self.program.units)}
+
     def loss(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None) -> float:
         arrays, reads = self._prepare(inputs, lengths, state, teacher)
         tape = self.executor.forward(self.params, self.consts, arrays, reads)

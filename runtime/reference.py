@@ -77,7 +77,8 @@ class ReferenceExecutor:
         return next(src for src, _, e in g.in_edges(node, data=True) if "leak" in e["kinds"])
 
     # -- backward -----------------------------------------------------------------------
-    def backward(self, tape: Tape, params, consts, dout: dict, dnet: dict, reads: Reads) -> dict:
+    def backward(self, tape: Tape, params, consts, dout: dict, dnet: dict, reads: Reads, states=None) -> dict:
+        """Parameter gradients; `states`, if a dict, receives {unit: (T, B, size) dL/d output}."""
         xp = self.xp
         g, val, act = tape.extra["graph"], tape.extra["val"], tape.extra["act"]
         grads = {k: xp.zeros_like(v) for k, v in params.items()}
@@ -129,4 +130,7 @@ class ReferenceExecutor:
                     add((c.gate.unit, t), P.gate_grad(dxs * x, c.gate.complement))
                     dxs = dxs * gv
                 add_read(src, dxs, t)
+        if states is not None:
+            states.update({u: xp.stack([dval.get((u, t), xp.zeros_like(val[(u, t)])) for t in range(reads.T)])
+                           for u in self.program.units})
         return grads

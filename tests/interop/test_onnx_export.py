@@ -7,6 +7,8 @@ onnxruntime and onnx.reference: 1e-10.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -43,7 +45,7 @@ def recurrent_ops(model):
 def as_float32(net):
     """The same network with parameters rounded to float32 (still computing in float64): the
     float32 comparison then measures the exported model's arithmetic, not the rounding of weights."""
-    rounded = runtime.Network(net.program, dtype="float64")
+    rounded = copy.copy(net)  # (a new Network would initialize again: slow for a big reservoir)
     rounded.params = {k: np.asarray(v, dtype=np.float32).astype(np.float64) for k, v in net.params.items()}
     return rounded
 

@@ -315,3 +315,35 @@ def test_final_states_of_both_directions_in_one_unit_are_refused():
                               [helper.make_tensor_value_info("score", TensorProto.DOUBLE, None)], [W, R, G, shape])
     with pytest.raises(UnsupportedError, match="first step of a reverse one"):
         import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_a_model_exported_by_torch_onnx_imports_and_matches_torch(tmp_path, kind):
+    """torch's ONNX exporter writes zero initial states as Shape -> Gather -> Concat -> ConstantOfShape
+    and slices them per layer: they import as zero initial states."""
+    torch = pytest.importorskip("torch")
+
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(torch.nn, kind)(I, H, num_layers=2, bidirectional=True)
+            self.head = torch.nn.Linear(2 * H, O)
+
+        def forward(self, x):
+            return torch.softmax(self.head(self.rnn(x)[0]), -1)
+
+    torch.manual_seed(0)
+    model = Tagger().eval()
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.randn(T, B, I),), str(tmp_path / "t.onnx"), dynamo=False,
+                              input_names=["x"], output_names=["p"], dynamic_axes={"x": {0: "T", 1: "B"}})
+    except Exception as e:  # an exporter that needs packages this environment lacks
+        pytest.skip(f"torch.onnx.export failed: {e}")
+    result = import_onnx(tmp_path / "t.onnx")
+    assert [b["type"] for b in result.spec["blocks"].values()] == ["bidirectional"] * 2
+    x = torch.randn(T + 2, B + 1, I)
+    got = result.run(result.network(), {"x": x.numpy()})["p"]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=0, atol=1e-5)

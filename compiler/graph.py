@@ -84,23 +84,21 @@ def unroll(program, steps: int) -> nx.DiGraph:
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"unroll needs a positive number of steps, got {steps!r}")
     g = nx.DiGraph(name=program.name, steps=steps)
-    for name in program.inputs:
-        g.add_nodes_from(((name, t) for t in range(steps)), kind="input", unit=name)
-    for name in program.order:
-        g.add_nodes_from(((name, t) for t in range(steps)), kind="unit", unit=name)
+    for kind, names in (("input", program.inputs), ("unit", program.order)):
+        for name in names:
+            g.add_nodes_from(((name, t), {"kind": kind, "unit": name, "t": t}) for t in range(steps))
+    merged: dict = {}  # folded edges on the same (source, target, delay) share one unrolled edge
     for a, b, d in program.graph.edges(data=True):
-        delay, kind = d["delay"], d["kind"]
-        for t in range(steps):
-            src_t = t - delay
-            src = (a, src_t)
-            if not 0 <= src_t < steps:
-                g.add_node(src, kind="initial", unit=a)  # h0 of a unit; zeros for an input
-            conn = (d["param"],) if kind == "connection" else ()
-            if g.has_edge(src, (b, t)):  # several edges on one pair of nodes: merge them
-                data = g.edges[src, (b, t)]
-                data["params"] += conn
-                data["kinds"] += (kind,)
-                continue
-            g.add_edge(src, (b, t), kind=kind, kinds=(kind,), param=d["param"], params=conn, delay=delay,
-                       gate=d.get("gate") if kind == "connection" else None)
+        conn = (d["param"],) if d["kind"] == "connection" else ()
+        key = (a, b, d["delay"])
+        if key in merged:
+            merged[key]["params"] += conn
+            merged[key]["kinds"] += (d["kind"],)
+        else:
+            merged[key] = {"kind": d["kind"], "kinds": (d["kind"],), "param": d["param"], "params": conn,
+                           "delay": d["delay"], "gate": d.get("gate") if d["kind"] == "connection" else None}
+    for (a, b, delay), attrs in merged.items():
+        outside = [t - delay for t in range(steps) if not 0 <= t - delay < steps]
+        g.add_nodes_from(((a, s), {"kind": "initial", "unit": a, "t": s}) for s in outside)  # h0; zeros for inputs
+        g.add_edges_from(((a, t - delay), (b, t), attrs) for t in range(steps))
     return g

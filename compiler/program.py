@@ -10,7 +10,7 @@ import networkx as nx
 from . import graph as graphs
 from .errors import SpecError
 from .loader import Positions, load_file, load_yaml
-from .model import Component, Connection, Output, ParamInfo, Unit
+from .model import Connection, ParamInfo, Unit
 from .schema import validate
 from .semantics import check
 from .templates import expand

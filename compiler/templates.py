@@ -7,7 +7,6 @@ bidirectional net: all delays flip sign).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from . import normalize
@@ -15,6 +14,7 @@ from .blocks import BUILTINS
 from .errors import SpecIssue
 from .loader import Positions
 from .model import Connection, Output, Pos, Unit
+from .parameters import references, substitute
 from .schema import did_you_mean, validate_template_body
 
 
@@ -79,7 +79,7 @@ class Expander:
         for kind, template in self.templates.items():
             params = (template or {}).get("params") or {}
             for key in ("units", "blocks", "connections", "inputs", "outputs"):
-                for path, ref, text in _references(template.get(key), ("templates", kind, key)):
+                for path, ref, text in references(template.get(key), ("templates", kind, key)):
                     if ref not in params:
                         broken.add(kind)
                         self.issues.append(self.positions.issue(
@@ -204,7 +204,7 @@ class Expander:
                        at_key=True)
         params.update(options)
         body = {k: template[k] for k in ("units", "blocks", "connections", "inputs", "outputs") if k in template}
-        body = _substitute(body, params, lambda p: self.error(path, f"template '{kind}': unknown parameter "
+        body = substitute(body, params, lambda p: self.error(path, f"template '{kind}': unknown parameter "
                                                                     f"'${p}'{did_you_mean(p, params)}"))
         given = ", ".join(f"{k}: {v!r}" for k, v in options.items() if k != "type")
         line, _ = self.positions.find(path)
@@ -354,46 +354,6 @@ def expand(spec: dict, positions: Positions) -> Expanded:
     ex.scope(spec, "", 1, (), own_path=True)
     outputs = ex.outputs()
     return Expanded(ex.inputs, ex.units, name_connections(ex.raw_connections), outputs, ex.blocks, ex.issues)
-
-
-_PARAM = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
-
-
-def _substitute(value, params, unknown):
-    """Replace "$name" (whole value, keeps its type) and "${name}" (inside strings)."""
-    if isinstance(value, dict):
-        return {_substitute(k, params, unknown): _substitute(v, params, unknown) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, params, unknown) for v in value]
-    if isinstance(value, str) and "$" in value:
-        whole = _PARAM.fullmatch(value)
-        if whole:
-            if whole.group(1) not in params:
-                unknown(whole.group(1))
-            return params[whole.group(1)]
-
-        def repl(m):
-            if m.group(1) not in params:
-                unknown(m.group(1))
-            return str(params[m.group(1)])
-        return _PARAM.sub(repl, value)
-    return value
-
-
-def _references(value, path):
-    """(path, parameter name, text) of every "$name" / "${name}" in a template body (keys included)."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(k, str):
-                for m in _PARAM.finditer(k):
-                    yield path + (k,), m.group(1), m.group(0)
-            yield from _references(v, path + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _references(v, path + (i,))
-    elif isinstance(value, str):
-        for m in _PARAM.finditer(value):
-            yield path, m.group(1), m.group(0)
 
 
 def _explain(e: Exception) -> str:

@@ -162,7 +162,7 @@ class Network:
         return self._loss(tape, targets, reads, masks or {})[0]
 
     def _loss(self, tape, targets, reads, masks):
-        xp, T, B = self.xp, reads.T, reads.B
+        xp = self.xp
         total, dout, dnet = 0.0, {}, {}
         for name, out in self.program.outputs.items():
             if out.loss == "none":

@@ -90,6 +90,21 @@ class FastExecutor:
         self.b = backend
         self.xp = backend.xp
         self.plans = [make_plan(program, comp) for comp in program.components]
+        self._work = {}  # (key, shape) -> array reused across calls (see _buffer)
+
+    def _buffer(self, key, shape, zero=False):
+        """A work array of `shape`, kept between calls: the per-sequence buffers (outputs,
+        step GEMM results, gradients) are then not allocated and page-faulted anew each call.
+        Whatever the network hands out (outputs, state, gradients) is copied or fresh."""
+        shape = tuple(shape)
+        a = self._work.get((key, shape))
+        if a is None:
+            if len(self._work) > 512:  # many different sequence shapes: start over
+                self._work.clear()
+            a = self._work[(key, shape)] = self.xp.empty(shape, dtype=self.b.dtype)
+        if zero:
+            a.fill(0)
+        return a
 
     # -- helpers ------------------------------------------------------------------------
     def _weights(self, group, params, consts):
@@ -120,7 +135,7 @@ class FastExecutor:
         A, LIN, S, GLIN = {}, {}, {}, {}
         for plan in self.plans:
             for u in plan.units:
-                H[u] = self.b.zeros((T, B, self.program.size(u)))
+                H[u] = self._buffer(("H", u), (T, B, self.program.size(u)))
             pre = self._hoist(plan, params, consts, H, reads, LIN, S)
             if plan.direction == 0:
                 (u,) = plan.units
@@ -139,20 +154,29 @@ class FastExecutor:
     def _hoist(self, plan, params, consts, H, reads, LIN, S):
         """pre[u] (T, B, n): bias plus every contribution computable before the scan."""
         xp, T, B = self.xp, reads.T, reads.B
-        pre = {}
+        pre, owned = {}, set()
 
-        def add(u, v):
-            pre[u] = v if u not in pre else pre[u] + v
+        def add(u, v, mine=False):
+            """pre[u] += v, in place once pre[u] is an array of this call's own."""
+            if u not in pre:
+                pre[u] = v
+                if mine:
+                    owned.add(u)
+            elif u in owned:
+                pre[u] += v
+            else:
+                pre[u] = pre[u] + v
+                owned.add(u)
 
         for g in plan.hoist_groups:
             X = self._shifted(S, g.source, H, g.delay, params, reads)
             Wcat, bias = self._weights(g, params, consts)
-            Z = (X.reshape(T * B, -1) @ Wcat.T).reshape(T, B, g.width)
+            Z = self._buffer(("Z", id(g)), (T, B, g.width))
+            xp.matmul(X.reshape(T * B, -1), Wcat.T, out=Z.reshape(T * B, g.width))
             if bias is not None:
                 Z += bias
             for c in g.members:
-                lin = Z[..., g.slices[c.name]]
-                self._place(plan, c, lin, H, LIN, add)
+                self._place(plan, c, Z[..., g.slices[c.name]], H, LIN, add, mine=True)
         for u, conns in plan.hoist_single.items():
             for c in conns:
                 X = self._shifted(S, c.source, H, c.delay, params, reads)
@@ -168,13 +192,13 @@ class FastExecutor:
                 pre[u] = xp.broadcast_to(pre.get(u, 0), (T, B, unit.size)).astype(self.b.dtype)
         return pre
 
-    def _place(self, plan, c, lin, H, LIN, add):
+    def _place(self, plan, c, lin, H, LIN, add, mine=False):
         if c.name in plan.late_gate:
             LIN[c.name] = lin  # gated inside the scan
         elif c.gate is not None and c.gate.at == "target":
-            add(c.target, self._gv(c, H, slice(None)) * lin)
+            add(c.target, self._gv(c, H, slice(None)) * lin, mine=True)
         else:
-            add(c.target, lin)
+            add(c.target, lin, mine)
 
     def _scan(self, plan, params, consts, H, A, pre, LIN, GLIN, reads):
         xp, T, B = self.xp, reads.T, reads.B
@@ -184,10 +208,10 @@ class FastExecutor:
         for g in plan.step_groups:
             Wcat, bias = self._weights(g, params, consts)
             weights[id(g)] = (xp.ascontiguousarray(Wcat.T), bias)
-            GLIN[id(g)] = self.b.zeros((T, B, g.width))
+            GLIN[id(g)] = self._buffer(("GLIN", id(g)), (T, B, g.width))
         for u in plan.units:
             if units[u].leak is not None:
-                A[u] = self.b.zeros((T, B, units[u].size))
+                A[u] = self._buffer(("A", u), (T, B, units[u].size))
         delayed = [g for g in plan.step_groups if g.delay != 0]
         for t in steps:
             done = set()
@@ -256,7 +280,7 @@ class FastExecutor:
         xp, T, B = self.xp, reads.T, reads.B
         H, A, LIN, S, GLIN = (tape.extra[k] for k in ("H", "A", "LIN", "S", "GLIN"))
         grads = {k: xp.zeros_like(v) for k, v in params.items()}
-        dH = {u: self.b.zeros((T, B, self.program.size(u))) for u in self.program.units}
+        dH = {u: self._buffer(("dH", u), (T, B, self.program.size(u)), zero=True) for u in self.program.units}
         for u, d in dout.items():
             dH[u] += d
         for plan in reversed(self.plans):
@@ -286,16 +310,16 @@ class FastExecutor:
         units = self.program.units
         steps = range(T - 1, -1, -1) if plan.direction > 0 else range(T)
         weights = {id(g): self._weights(g, params, consts)[0] for g in plan.step_groups}
-        dG = {id(g): self.b.zeros((T, B, g.width)) for g in plan.step_groups}
+        dG = {id(g): self._buffer(("dG", id(g)), (T, B, g.width)) for g in plan.step_groups}
         for u in plan.units:
-            dNET[u] = self.b.zeros((T, B, units[u].size))
+            dNET[u] = self._buffer(("dNET", u), (T, B, units[u].size))
         dS = {}  # per-step d(lin) of single connections with a weight or bias: gradients after the scan
         for u, terms in plan.terms.items():
             for kind, c, _ in terms:
                 if kind == "late":
-                    dLIN[c.name] = self.b.zeros(LIN[c.name].shape)
+                    dLIN[c.name] = self._buffer(("dLIN", c.name), LIN[c.name].shape)
                 elif kind == "single" and (c.weight in ("full", "diagonal") or c.bias is not None):
-                    dS[c.name] = self.b.zeros((T, B, units[u].size))
+                    dS[c.name] = self._buffer(("dS", c.name), (T, B, units[u].size))
         zero_groups, delayed = {}, []
         for g in plan.step_groups:
             (zero_groups.setdefault(g.source, []) if g.delay == 0 else delayed).append(g)

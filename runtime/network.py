@@ -109,7 +109,8 @@ class Network:
         return outs
 
     def _mask(self, y, reads):
-        return y if reads.valid is None else y * reads.valid[..., None]
+        """A fresh array (the executor reuses its buffers): padded steps zeroed."""
+        return y.copy() if reads.valid is None else y * reads.valid[..., None]
 
     def _final_state(self, tape, reads, inputs):
         xp, state = self.xp, {}
@@ -154,7 +155,7 @@ class Network:
         unknown = [u for u in (units or []) if u not in deltas]
         if unknown:
             raise DataError(f"unknown unit '{unknown[0]}'")
-        return loss, {u: deltas[u] for u in (units or self.program.units)}
+        return loss, {u: deltas[u].copy() for u in (units or self.program.units)}  # buffers are reused
 
     def loss(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None) -> float:
         arrays, reads = self._prepare(inputs, lengths, state, teacher)

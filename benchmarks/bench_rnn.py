@@ -19,10 +19,17 @@ import argparse
 import os
 import sys
 
+import common
 import numpy as np
-
-import common  # noqa: E402  (sets sys.path to the repo root)
-from common import fmt, machine_info, median, print_table, setup_threads, spread, time_interleaved
+from common import (
+    fmt,
+    machine_info,
+    median,
+    print_table,
+    setup_threads,
+    spread,
+    time_interleaved,
+)
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 DEFAULT_SIZES = [(32, 64, 128), (64, 128, 256), (64, 256, 512)]
@@ -148,9 +155,11 @@ def bench_size(cell, T, B, I, H, repeats, warmup, backend="numpy", stat=median, 
         times = time_interleaved(fns, repeats=repeats, warmup=warmup, sync=sync,
                                  clock=clock or common.CLOCKS["wall"])
         t_tl, t_th = stat(times["tl"]), stat(times["torch"])
-        rows.append(dict(cell=cell, B=B, I=I, H=H, mode=mode, tl_ms=1e3 * t_tl, th_ms=1e3 * t_th,
-                         ratio=t_tl / t_th, ratio_min=min(times["tl"]) / min(times["torch"]), tl_gf=f / t_tl / 1e9, th_gf=f / t_th / 1e9,
-                         noise=max(spread(times["tl"]), spread(times["torch"])), check=check))
+        rows.append({"cell": cell, "B": B, "I": I, "H": H, "mode": mode,
+                     "tl_ms": 1e3 * t_tl, "th_ms": 1e3 * t_th, "ratio": t_tl / t_th,
+                     "ratio_min": min(times["tl"]) / min(times["torch"]),
+                     "tl_gf": f / t_tl / 1e9, "th_gf": f / t_th / 1e9,
+                     "noise": max(spread(times["tl"]), spread(times["torch"])), "check": check})
     return rows
 
 
@@ -244,7 +253,7 @@ def _cuda_setup(tf32: bool):
     try:
         import cupy
         cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # ImportError, CUDARuntimeError
+    except Exception as e:  # noqa: BLE001  (ImportError, CUDARuntimeError, ...)
         print(f"--backend cupy needs CuPy and a CUDA GPU: {e}")
         return None
     import torch

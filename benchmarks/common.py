@@ -189,9 +189,9 @@ def code_version() -> str:
     import subprocess
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
+                              text=True, timeout=10, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "runtime", "compiler"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
         return (head or "?") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "?"

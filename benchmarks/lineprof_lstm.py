@@ -11,12 +11,10 @@ proportions, not the absolute times.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 
-import numpy as np
-
 import common
+import numpy as np
 from bench_rnn import parse_sizes, spec_for
 
 
@@ -79,7 +77,7 @@ def main(argv=None):
 
 def _source(file):
     try:
-        with io.open(file, encoding="utf-8") as fh:
+        with open(file, encoding="utf-8") as fh:
             return fh.read().splitlines()
     except OSError:
         return []

@@ -15,9 +15,8 @@ import argparse
 import sys
 import tracemalloc
 
-import numpy as np
-
 import common  # noqa: F401  (repo root on sys.path)
+import numpy as np
 from bench_rnn import spec_for
 from common import print_table
 
@@ -56,8 +55,8 @@ def main(argv=None):
         x = rng.standard_normal((T, B, I)).astype(np.float32)
         y = rng.standard_normal((T, B, H)).astype(np.float32)
         net.loss_and_grads({"x": x}, {"enc.h": y})  # warm-up outside the trace
-        fwd = peak_bytes(lambda: net.forward({"x": x}))
-        fb = peak_bytes(lambda: net.loss_and_grads({"x": x}, {"enc.h": y}))
+        fwd = peak_bytes(lambda x=x: net.forward({"x": x}))
+        fb = peak_bytes(lambda x=x, y=y: net.loss_and_grads({"x": x}, {"enc.h": y}))
         first = first or (T, fb)
         unit = T * B * H * 4
         rows.append([T, f"{fwd / 2**20:.1f}", f"{fb / 2**20:.1f}", f"{fb / T / 2**10:.1f}",

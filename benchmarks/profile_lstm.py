@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import pstats
 import sys
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 from bench_rnn import gemm_flops, parse_sizes, spec_for
 
 

@@ -122,6 +122,7 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", help="run name (default: the spec's name)"),
     eval_every: int = typer.Option(1, "--eval-every", min=1, help="compute the task metric every K epochs"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output, only the summary"),
+    report: bool = typer.Option(True, "--report/--no-report", help="write report.html into the run directory"),
 ):
     """Train SPEC on its data: with its training: settings; write runs/NAME-TIMESTAMP/.
 
@@ -135,7 +136,7 @@ def run(
     items = list(set_) + ([f"training.epochs={epochs}"] if epochs is not None else []) \
         + ([f"training.seed={seed}"] if seed is not None else [])
     opts = session.Options(backend=backend, dtype=dtype, runs_dir=runs_dir, name=name,
-                           eval_every=eval_every, overrides=items)
+                           eval_every=eval_every, overrides=items, report=report)
     try:
         if resume is not None:
             if checkpoint is not None or evaluate:
@@ -216,6 +217,12 @@ def _same_model(given, program, spec: Path, rundir: Path) -> None:
 from interop.cli import register as _register_interop  # noqa: E402  (timeloom import / export)
 
 _register_interop(app, _fail)
+from runtime.diagnostics.cli import register as _register_inspect  # noqa: E402  (timeloom inspect ...)
+
+_register_inspect(app, _fail)
+from runtime.sweep.cli import register as _register_sweep  # noqa: E402  (timeloom sweep; ray imported lazily)
+
+_register_sweep(app, _fail)
 
 
 def main() -> None:

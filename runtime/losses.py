@@ -48,8 +48,9 @@ def bce(xp, y, target, mask, act):
     if act.name == "identity":  # logits: log(1 + e^x) - t x
         loss = xp.logaddexp(0, y) - target * y
         p = 0.5 + 0.5 * xp.tanh(0.5 * y)
-    else:
-        p = xp.clip(y, EPS, 1 - EPS)
+    else:  # a saturated sigmoid: keep log() finite in the output's own precision
+        eps = float(xp.finfo(y.dtype).eps)
+        p = xp.clip(y, eps, 1 - eps)
         loss = -(target * xp.log(p) + (1 - target) * xp.log(1 - p))
     return float((loss * m).sum()) / n, (p - target) * m / n, True
 

@@ -44,7 +44,7 @@ def _run(args: list, timeout: float) -> subprocess.CompletedProcess:
         raise FileNotFoundError("no headless browser: install Debian's chromium (apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="timeloom-chromium-") as profile:
         return subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, check=False)
 
 
 def console_errors(log: str) -> list[str]:

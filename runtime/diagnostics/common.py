@@ -70,6 +70,11 @@ def state_units(program) -> list[str]:
     return found or [u for u in program.order if u not in program.outputs] or list(program.order)
 
 
+def input_name(task) -> str:
+    """The input a task feeds (tasks name it `input`; a spec with one input needs no name)."""
+    return getattr(task, "input", None) or next(iter(task.program.inputs))
+
+
 def parse_units(program, text) -> list[str] | None:
     """"enc.c,enc.f" (or a list) -> names, checked; None stays None."""
     if text is None:
@@ -93,7 +98,8 @@ def sample_batch(task, size: int = 16, max_steps: int | None = None):
 
     batches = list(task.validation() or [])
     batch = batches[0] if batches else next(iter(task.train_batches(size, np.random.default_rng(0))))
-    lengths = batch.valid_lengths()
+    T0, B0 = next(iter(batch.inputs.values())).shape[:2]
+    lengths = np.full(B0, T0) if batch.lengths is None else np.asarray(batch.lengths)
     pick = np.sort(np.argsort(-lengths, kind="stable")[:size])
     T = int(lengths[pick].max())
     if max_steps:
@@ -104,7 +110,7 @@ def sample_batch(task, size: int = 16, max_steps: int | None = None):
         a = np.asarray(a)
         return a[:T, pick] if timed else a[pick]
 
-    at_last = {o for o, out in task.program.outputs.items() if out.at == "last"}
+    at_last = {o for o, out in task.program.outputs.items() if out.at == "last"}  # targets (B, ...)
     return Batch(inputs={k: cut(v) for k, v in batch.inputs.items()},
                  targets={k: cut(v, k not in at_last) for k, v in batch.targets.items()},
                  lengths=None if lens.min() == T else lens,
@@ -113,7 +119,8 @@ def sample_batch(task, size: int = 16, max_steps: int | None = None):
 
 # -- figures ------------------------------------------------------------------------------------
 def figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no GUI, no global state
+    # no pyplot: no GUI, no global state
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height))

@@ -61,13 +61,10 @@ def last_step_masks(program, batch) -> tuple[dict, np.ndarray]:
         counted[name] = m
         last = np.where(m.any(axis=0), T - 1 - np.argmax(m[::-1], axis=0), -1)
         anchors = np.maximum(anchors, last)
-    masks = {}
-    for name in counted:
-        m = np.zeros((T, B))
-        ok = anchors >= 0
-        m[anchors[ok], np.nonzero(ok)[0]] = 1.0
-        masks[name] = m * counted[name]
-    return masks, anchors
+    at_anchor = np.zeros((T, B))
+    ok = anchors >= 0
+    at_anchor[anchors[ok], np.nonzero(ok)[0]] = 1.0
+    return {name: at_anchor * m for name, m in counted.items()}, anchors
 
 
 def gradient_flow(net, batch, units=None, label: str = "") -> GradientFlow:
@@ -125,9 +122,15 @@ def summary_rows(panels: list) -> list[dict]:
 def draw(panels: list, path=None, width: float = 6.0):
     """One panel per spec: relative gradient norm against the lag (log scale), one colour per
     unit, dashed at initialisation, solid after training. Returns the figure (saved if path)."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
     n = max(1, len(panels))
-    fig = figure(width * n if n < 3 else 5.2 * n, 4.2)
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    cols = n if n <= 3 else 2 if n == 4 else 3
+    rows = (n + cols - 1) // cols
+    fig = figure(width * cols if cols < 3 else 5.2 * cols, 4.2 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
     for ax, (name, flows) in zip(axes, panels):
         colours = {}
         for i, flow in enumerate(flows):
@@ -139,16 +142,20 @@ def draw(panels: list, path=None, width: float = 6.0):
                 lag = flow.vanish_lag(u)
                 tag = f"  (< 1e-6 at k={lag})" if lag is not None else ""
                 ax.plot(flow.lags, y, style, color=colour, lw=1.6 if style == "-" else 1.2,
-                        label=f"{u}, {flow.label}{tag}")
+                        label=f"{u}{', ' + flow.label if flow.label else ''}{tag}")
         ax.axhline(VANISHED, color="grey", lw=0.8, ls=":")
-        ax.text(0, VANISHED, " 1e-6", color="grey", fontsize=7, va="bottom")
         ax.set_yscale("log")
+        ax.yaxis.set_minor_locator(NullLocator())  # minor ticks and mathtext labels cost more than the rest
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(np.log10(v)):d}" if v > 0 else ""))
         ax.set_xlabel("lag k (steps back from the loss at the last step)")
-        ax.set_ylabel("||dL/dh_{T-k}|| / ||dL/dh_T||")
+        if ax in axes[::cols]:
+            ax.set_ylabel("||dL/dh_{T-k}|| / ||dL/dh_T||")
         ax.set_title(name, fontsize=11)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    W, H = fig.get_figwidth(), fig.get_figheight()
+    fig.subplots_adjust(left=0.85 / W, right=1 - 0.15 / W, bottom=0.55 / H, top=1 - 0.35 / H,
+                        wspace=0.25, hspace=0.9 / (H / rows))
     if path is not None:
         save(fig, path)
     return fig

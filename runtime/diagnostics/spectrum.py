@@ -152,42 +152,40 @@ def write_csv(items: list[Spectrum], path) -> Path:
     return path
 
 
-def draw(items: list[Spectrum], path=None, title: str = "", max_panels: int = 12):
-    """Eigenvalues in the complex plane with the unit circle, one panel per matrix."""
+def draw(items: list[Spectrum], path=None, title: str = "", max_panels: int = 16):
+    """Eigenvalues in the complex plane, one cell per matrix (small multiples on one axes, 4 per
+    row): the unit circle grey, the spectral radius dotted, a reservoir's asked-for radius dashed
+    red, eigenvalues dots (orange for the step Jacobian)."""
     shown = [s for s in items if len(s.eigenvalues)][:max_panels]
-    n = max(1, len(shown))
-    cols = min(n, 4)
-    rows = (n + cols - 1) // cols
-    fig = figure(3.2 * cols, 3.3 * rows + (0.4 if title else 0))
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    ring = np.exp(1j * np.linspace(0, 2 * np.pi, 256))
-    for ax, s in zip(axes, shown):
-        lim = max(1.15, 1.1 * s.radius, 1.1 * (s.requested or 0))
-        ax.plot(ring.real, ring.imag, color="grey", lw=0.8)
-        if s.requested is not None:
-            ax.plot(s.requested * ring.real, s.requested * ring.imag, "--", color="C3", lw=0.9,
-                    label=f"asked r={s.requested:g}")
-        ax.plot(s.radius * ring.real, s.radius * ring.imag, ":", color="C0", lw=0.9, label=f"radius {s.radius:.4g}")
-        ev = s.eigenvalues
-        ax.scatter(ev.real, ev.imag, s=10 if len(ev) > 100 else 18, color="C1" if s.kind == "jacobian" else "C0",
-                   alpha=0.7, zorder=3)
-        ax.axhline(0, color="#ddd", lw=0.6, zorder=0)
-        ax.axvline(0, color="#ddd", lw=0.6, zorder=0)
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
-        ax.set_title(f"{s.name}\n{s.note}", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6.5, loc="upper right", frameon=False)
-    for ax in axes[len(shown):]:
-        ax.set_visible(False)
-        if not shown and ax is axes[0]:
-            ax.set_visible(True)
-            ax.axis("off")
-            ax.text(0.5, 0.5, "no recurrent matrix", ha="center", va="center")
+    cols = min(max(1, len(shown)), 4)
+    rows = max(1, (len(shown) + cols - 1) // cols)
+    lim = max([1.1] + [1.05 * max(s.radius, s.requested or 0) for s in shown])
+    cell = 2 * lim + 0.5  # data units per cell, plus room for the title
+    fig = figure(2.6 * cols + 0.2, 2.9 * rows + (0.35 if title else 0.1))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - (0.35 if title else 0.05) / fig.get_figheight()))
+    ring = np.exp(1j * np.linspace(0, 2 * np.pi, 200))
+    for i, s in enumerate(shown):
+        c = complex((i % cols) * cell, -(i // cols) * (cell + 0.45))
+        circles = [(1.0, "-", "#999"), (s.radius, ":", "C0")] + ([(s.requested, "--", "C3")] if s.requested else [])
+        for r, style, colour in circles:
+            z = c + r * ring
+            ax.plot(z.real, z.imag, style, color=colour, lw=0.9)
+        ax.plot([c.real - lim, c.real + lim], [c.imag, c.imag], color="#ddd", lw=0.6, zorder=0)
+        ax.plot([c.real, c.real], [c.imag - lim, c.imag + lim], color="#ddd", lw=0.6, zorder=0)
+        ev = c + s.eigenvalues
+        ax.plot(ev.real, ev.imag, "o", ms=2.5 if len(ev) > 100 else 3.5, alpha=0.7,
+                color="C1" if s.kind == "jacobian" else "C0", zorder=3)
+        asked = f", asked {s.requested:g}" if s.requested is not None else ""
+        ax.text(c.real, c.imag + lim + 0.08, f"{s.name}\nradius {s.radius:.4g}{asked}", ha="center",
+                va="bottom", fontsize=8)
+    if not shown:
+        ax.text(0, 0, "no recurrent matrix", ha="center", va="center")
+    ax.set_xlim(-lim - 0.1, (cols - 1) * cell + lim + 0.1)
+    ax.set_ylim(-(rows - 1) * (cell + 0.45) - lim - 0.1, lim + 0.75)
+    ax.set_aspect("equal")
+    ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
     if path is not None:
         save(fig, path)
     return fig

@@ -14,7 +14,7 @@ import numpy as np
 
 from compiler.errors import DataError
 
-from .common import figure, save
+from .common import figure, input_name, save
 
 GATE_LIKE = ("sigmoid",)  # outputs in [0, 1]: drawn on a fixed 0..1 scale
 
@@ -55,24 +55,25 @@ def step_labels(task, x: np.ndarray) -> list[str]:
 
 
 def choose_sequence(task, spec: str | None = None, max_steps: int | None = None) -> Sequence:
-    name = task.input
+    name = input_name(task)
     spec = None if spec is None else str(spec).strip()
     if spec is None and _languages(task):
         spec = f"n={min(8, task.test_n[1])}"
     if spec is None or spec.isdigit():
         k = int(spec or 0)
         for batch in task.validation() or [next(iter(task.train_batches(k + 1, np.random.default_rng(0))))]:
-            if k < batch.B:
-                L = int(batch.valid_lengths()[k])
-                x = np.asarray(batch.inputs[name])[:L, k:k + 1]
+            X = np.asarray(batch.inputs[name])
+            if k < X.shape[1]:
+                L = int(X.shape[0] if batch.lengths is None else batch.lengths[k])
+                x = X[:L, k:k + 1]
                 desc = f"validation sequence {int(spec or 0)}"
                 break
-            k -= batch.B
+            k -= X.shape[1]
         else:
             raise DataError(f"--sequence {spec}: the task has fewer validation sequences")
     elif spec.startswith("n="):
         if not hasattr(task, "sequence"):
-            raise DataError(f"--sequence {spec}: task {task.name} has no strings a^n...; give a validation "
+            raise DataError(f"--sequence {spec}: task {getattr(task, 'name', '?')} has no strings a^n...; give a validation "
                             f"sequence number or text")
         n = int(spec[2:])
         x = task.sequence(n)[0][:, None]
@@ -90,7 +91,7 @@ def choose_sequence(task, spec: str | None = None, max_steps: int | None = None)
         x = np.asarray(task.encode(spec)[name])
         desc = repr(spec)
     else:
-        raise DataError(f"--sequence {spec!r}: task {task.name} takes a validation sequence number")
+        raise DataError(f"--sequence {spec!r}: task {getattr(task, 'name', '?')} takes a validation sequence number")
     x = np.asarray(x, dtype=np.float64)
     if max_steps:
         x = x[:max_steps]
@@ -104,32 +105,47 @@ def trajectories(net, inputs: dict, units: list[str]) -> dict:
 
 
 def draw(traj: dict, labels: list, path=None, title: str = "", program=None):
-    """One heatmap per unit: rows its features, columns time steps labelled by input symbol."""
+    """One heatmap band per unit, stacked on one axes: rows the unit's features, columns time steps
+    labelled by input symbol. Gate-like (sigmoid) units on a fixed 0..1 scale (viridis), others
+    blue -m .. red +m with m the unit's largest |value| (written next to its name)."""
+    from matplotlib.colors import Normalize
+
     units = list(traj)
     L = len(labels)
-    height = sum(min(6.0, 0.6 + 0.22 * traj[u].shape[1]) for u in units) + 0.9
-    fig = figure(min(16.0, max(6.0, 2.5 + 0.14 * L)), height)
-    ratios = [min(6.0, 0.6 + 0.22 * traj[u].shape[1]) for u in units]
-    axes = fig.subplots(len(units), 1, squeeze=False, sharex=True, gridspec_kw={"height_ratios": ratios})[:, 0]
-    for ax, u in zip(axes, units):
+    sizes = [traj[u].shape[1] for u in units]
+    heights = [min(2.6, 0.25 + 0.16 * n) for n in sizes]  # band heights in inches
+    acts = [program.units[u].activation.name if program is not None else "" for u in units]
+    left = 0.3 + 0.068 * max(len(t) for t in units + [a + " ±0.00" for a in acts])  # inches for the labels
+    W = min(16.0, max(6.0, left + 1.2 + 0.14 * L))
+    H = 1.1 + sum(heights) + 0.15 * len(units)
+    fig = figure(W, H)
+    ax = fig.add_axes((left / W, 0.55 / H, 1 - (left + 0.2) / W, 1 - 1.1 / H))
+    y, ticks, names = 0.0, [], []
+    for u, n, h in zip(reversed(units), reversed(sizes), reversed(heights)):
         v = traj[u].T  # (size, L)
         act = program.units[u].activation.name if program is not None else ""
         if act in GATE_LIKE:
-            kw = {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
+            cmap, norm, scale = "viridis", Normalize(0.0, 1.0), "0..1"
         else:
-            m = float(np.nanmax(np.abs(v))) if v.size else 1.0
-            kw = {"cmap": "RdBu_r", "vmin": -(m or 1.0), "vmax": m or 1.0}
-        im = ax.imshow(v, aspect="auto", interpolation="nearest", origin="lower", **kw)
-        ax.set_ylabel(f"{u}\n({act})" if act else u, fontsize=8, rotation=0, ha="right", va="center")
-        ax.set_yticks(range(v.shape[0]) if v.shape[0] <= 8 else [])
-        ax.tick_params(labelsize=7)
-        fig.colorbar(im, ax=ax, pad=0.01, fraction=0.03)
-    step = max(1, L // 60)
-    axes[-1].set_xticks(range(0, L, step), [labels[i] for i in range(0, L, step)], fontsize=7)
-    axes[-1].set_xlabel("time step (input symbol)" if any(not s.isdigit() for s in labels) else "time step")
+            m = float(np.nanmax(np.abs(v))) if v.size else 0.0
+            cmap, norm, scale = "RdBu_r", Normalize(-(m or 1.0), m or 1.0), f"±{m:.2g}"
+        ax.imshow(v, aspect="auto", interpolation="nearest", origin="lower", cmap=cmap, norm=norm,
+                  extent=(-0.5, L - 0.5, y, y + h))
+        ticks.append(y + h / 2)
+        names.append(f"{u}\n{act} {scale}" if act else u)
+        y += h + 0.15
+    ax.set_xlim(-0.5, L - 0.5)
+    ax.set_ylim(-0.05, y - 0.1)
+    ax.set_yticks(ticks, names, fontsize=8)
+    symbols = any(not s.isdigit() for s in labels)
+    step = max(1, L // (60 if symbols else 25))
+    ax.set_xticks(range(0, L, step), [labels[i] for i in range(0, L, step)], fontsize=7)
+    ax.set_xlabel("time step (input symbol)" if symbols else "time step", fontsize=8)
+    ax.tick_params(length=0)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
     if title:
-        axes[0].set_title(title, fontsize=10, loc="left")
-    fig.tight_layout()
+        ax.set_title(title + "\ngates: dark 0 .. yellow 1; other units: blue -m .. red +m", fontsize=9, loc="left")
     if path is not None:
         save(fig, path)
     return fig

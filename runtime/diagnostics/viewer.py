@@ -2,7 +2,7 @@
 inline script, no library, works offline) built from `compiler.draw.graph_to_json`.
 
 Layout as in the static pictures: time left to right, one row per unit (inputs at the bottom).
-Drag to pan, wheel to zoom (around the pointer), double-click to fit; hovering a node shows its
+Drag to pan, wheel to zoom (around the pointer), double-click to see the whole graph (and back); hovering a node shows its
 unit, t and the connections into it (parameter, delay, gate), hovering an edge shows its
 parameter, delay and gate. Edge colours follow compiler/draw.py's STYLES. Meant for graphs up
 to a few thousand nodes (edges are drawn as one path per style).
@@ -60,10 +60,10 @@ SCRIPT = r"""
     return [a[0], a[1], cx, cy, b[0], b[1]];
   }
   var G = D.edges.map(geom);
-  function fit() {
-    var w = Math.max(X, (tmax - tmin) * X), h = Math.max(Y, (R - 1) * Y);
-    view.s = Math.min(4, Math.max(0.02, Math.min((W - 160) / w, (H - 60) / h)));
-    view.x = 130; view.y = (H - h * view.s) / 2;
+  function fit(all) {  // all: the whole graph; else the rows fill the height (pan along time)
+    var w = Math.max(X, (tmax - tmin) * X), h = Math.max(Y, (R - 1) * Y), fy = (H - 70) / h;
+    view.s = Math.min(1.6, Math.max(0.02, all ? Math.min((W - 170) / w, fy) : fy));
+    view.x = 130; view.y = (H - h * view.s) / 2 + 8;
   }
   function size() {
     var r = box.getBoundingClientRect(), d = window.devicePixelRatio || 1;
@@ -124,7 +124,9 @@ SCRIPT = r"""
   function esc(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
   function name(i) { var n = D.nodes[i]; return esc(D.rows[n[0]] + "@" + n[1]); }
   function describe(e) {
-    return esc((e[3] || e[2]) + "  (delay " + e[4] + (e[5] ? ", gate " + e[5] : "") + ", " + D.styles[e[2]][2] + ")");
+    if (e[2] === "gate") return esc("gate of " + e[3] + " (multiplies it, same step)");
+    if (e[2] === "leak") return esc("leak " + e[3] + " (alpha * own output, delay " + e[4] + ")");
+    return esc(e[3] + "  (delay " + e[4] + (e[5] ? ", gated by " + e[5] : "") + ")");
   }
   function show(ev, hit) {
     if (!hit) { tip.style.display = "none"; return; }
@@ -156,9 +158,13 @@ SCRIPT = r"""
     var f = Math.exp(-ev.deltaY * 0.0015), s = Math.min(8, Math.max(0.01, view.s * f));
     view.x = mx - (mx - view.x) * s / view.s; view.y = my - (my - view.y) * s / view.s; view.s = s; draw();
   }, {passive: false});
-  cv.addEventListener("dblclick", function () { fit(); draw(); });
+  var whole = false;
+  cv.addEventListener("dblclick", function () { whole = !whole; fit(whole); draw(); });
   window.addEventListener("resize", function () { size(); draw(); });
-  size(); fit(); draw();
+  box.locate = function (i) {  // client coordinates of node i (for tests and scripts)
+    var p = pos(D.nodes[i]), r = cv.getBoundingClientRect(); return [r.left + sx(p[0]), r.top + sy(p[1])];
+  };
+  size(); fit(false); draw();
   box.setAttribute("data-ready", D.nodes.length + " nodes, " + D.edges.length + " edges");
 })();
 """
@@ -180,7 +186,7 @@ def _legend(data) -> str:
     used = {e[2] for e in data["edges"]}
     parts = [f'<span><i style="border-top-color:{c}{";border-top-style:dashed" if dashed else ""}"></i>'
              f'{html.escape(text)}</span>' for k, (c, dashed, text) in data["styles"].items() if k in used]
-    return ('<div class="legend">' + "".join(parts) + "<span>drag: pan, wheel: zoom, double-click: fit, "
+    return ('<div class="legend">' + "".join(parts) + "<span>drag: pan, wheel: zoom, double-click: whole graph / back, "
             "hover: unit, t, parameter, delay, gate</span></div>")
 
 

@@ -59,10 +59,10 @@ def _train(job: dict, folder: Path, progress) -> dict:
     from runtime.train import overrides, session
 
     partial = unfinished_run(folder)
-    opts = session.Options(runs_dir=folder, name="run", overrides=list(job["items"]))
+    opts = session.Options(runs_dir=folder, name="run", overrides=list(job["items"]), report=False)
     if partial is not None:
         program, spec, info = session.load_run(partial, [], overrides.apply)
-        report = session.resume_run(partial, program, spec, info, session.Options(runs_dir=folder),
+        report = session.resume_run(partial, program, spec, info, session.Options(runs_dir=folder, report=False),
                                     progress)
         resumed = str(partial)
     else:

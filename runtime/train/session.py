@@ -28,6 +28,7 @@ class Options:
     name: str | None = None
     eval_every: int = 1
     overrides: list = field(default_factory=list)  # ["training.lr=0.01", ...] as given
+    report: bool = True  # write report.html at the end (a few seconds; sweeps turn it off)
 
 
 @dataclass
@@ -71,7 +72,7 @@ def new_run(program, spec: dict, opts: Options, progress=None, init: Path | None
     trainer = Trainer(net, task, cfg, path, progress)
     if init_ckpt:
         trainer.restore(init_ckpt, resume=False)
-    return _train(trainer, task, cfg)
+    return _train(trainer, task, cfg, opts.report)
 
 
 def load_run(path: Path, overrides: list, apply) -> tuple:
@@ -110,10 +111,10 @@ def resume_run(path: Path, program, spec: dict, info: dict, opts: Options, progr
     rundir.write_json(path / "run.json", info)
     trainer = Trainer(net, task, cfg, path, progress)
     trainer.restore(ckpt)
-    return _train(trainer, task, cfg)
+    return _train(trainer, task, cfg, opts.report)
 
 
-def _train(trainer: Trainer, task, cfg) -> Report:
+def _train(trainer: Trainer, task, cfg, report: bool = True) -> Report:
     t0 = time.monotonic()
     result, evaluation = None, None
     try:
@@ -131,6 +132,9 @@ def _train(trainer: Trainer, task, cfg) -> Report:
             rundir.plot_curves(trainer.rundir, getattr(task, "metric", None))
         except Exception as e:  # noqa: BLE001 - a failed plot must not hide the run's outcome
             print(f"warning: could not draw curves.png: {e}", file=sys.stderr)
+        if report:
+            from runtime.diagnostics.report import write_run_report  # report.html; never raises
+            write_run_report(trainer.rundir, trainer.net, task, evaluation)
     return Report(trainer.program, trainer.net, task, result, trainer.rundir, evaluation,
                   time.monotonic() - t0, cfg)
 
@@ -239,7 +243,8 @@ def summary(report: Report, generation: dict | None = None) -> str:
         lines.append(f"  generated ({generation['mode']}, {generation['steps']} steps){after}: {shown}")
     if report.rundir:
         lines.append(f"  run         {report.rundir}/")
-        files = [f for f in ("spec.yaml", "metrics.jsonl", "curves.png", "evaluation.json", "generation.json")
+        files = [f for f in ("spec.yaml", "metrics.jsonl", "curves.png", "evaluation.json", "report.html",
+                             "generation.json")
                  if (report.rundir / f).exists()]
         lines.append(f"  files       {' '.join(files)}")
     if res is not None and res.checkpoint:

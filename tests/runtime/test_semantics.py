@@ -465,3 +465,16 @@ def test_non_finite_inputs_are_rejected(two_inputs):
     inputs["x"][1, 0, 2] = np.nan
     with pytest.raises(DataError, match="'x' contains NaN"):
         two_inputs.forward(inputs)
+
+
+def test_bce_on_a_saturated_float32_sigmoid_stays_finite():
+    """A sigmoid that rounds to exactly 1.0 in float32 with target 0: the loss is large but
+    finite (log of float32's eps, not log 0), and the fused gradient is (y - t) / n."""
+    spec = {"timeloom": 1, "inputs": {"x": {"size": 1}},
+            "units": {"y": {"size": 1, "activation": "sigmoid", "bias": {"value": 40.0}}},
+            "connections": [{"from": "x", "to": "y"}], "outputs": {"y": {"loss": "bce"}}}
+    net = runtime.Network(compiler.compile_spec(spec), dtype="float32")
+    x = {"x": np.zeros((2, 1, 1), dtype=np.float32)}
+    loss, grads = net.loss_and_grads(x, {"y": np.zeros((2, 1, 1), dtype=np.float32)})
+    assert np.isfinite(loss) and loss == pytest.approx(-np.log(np.finfo(np.float32).eps), rel=1e-6)
+    assert grads["y.bias"][0] == pytest.approx(1.0, rel=1e-6)

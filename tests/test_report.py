@@ -1,0 +1,120 @@
+"""report.html: written by every `timeloom run`, every section present, self-contained, and
+rendered by a real headless browser (Debian's chromium) without console errors.
+
+The browser tests skip when no Chromium is installed (.ci/run installs it).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from runtime.diagnostics import browser, viewer
+from runtime.diagnostics.report import SECTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--set", "blocks.mem.size=4", "--set", "data.length=12", "--set", "data.test_size=16",
+        "--set", "training.steps_per_epoch=3", "--set", "training.batch_size=4", "--epochs", "1"]
+needs_chromium = pytest.mark.skipif(browser.find() is None,
+                                    reason="no headless Chromium (Debian: apt-get install chromium)")
+
+
+def invoke(args, cwd: Path):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(cli.app, list(map(str, args)))
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 1-epoch run of a tiny LSTM on the adding problem: (run directory, the command's output)."""
+    folder = tmp_path_factory.mktemp("report")
+    res = invoke(["run", ROOT / "specs" / "adding_lstm.yaml", *TINY, "--runs-dir", "runs", "--name", "tiny", "-q"],
+                 folder)
+    assert res.exit_code == 0, res.output
+    (rundir,) = (folder / "runs").iterdir()
+    return rundir, res.output
+
+
+def test_every_run_writes_a_report_with_every_section(run):
+    rundir, output = run
+    text = (rundir / "report.html").read_text()
+    assert "report.html" in output  # the run's summary lists it
+    for key in SECTIONS:
+        assert f'<section id="{key}"' in text, key
+    assert "could not compute" not in text
+    assert "task: adding" in text and "mem.h->mem.f@1" in text  # the spec and the spectrum table
+    assert "lag where &lt; 1e-6 of start" in text and "solved_fraction" in text  # diagnostics, evaluation
+
+
+def test_report_is_self_contained(run):
+    text = (run[0] / "report.html").read_text()
+    sources = re.findall(r'(?:src|href)="([^"#][^"]*)"', text)
+    assert sources and all(s.startswith("data:") for s in sources), [s[:40] for s in sources if not s.startswith("data:")]
+    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', text)) >= 6
+    assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
+    assert "<script src" not in text and 'rel="stylesheet"' not in text
+
+
+def test_inspect_report_rewrites_it(run, tmp_path):
+    rundir, _ = run
+    res = invoke(["inspect", "report", rundir, "-o", tmp_path / "again.html"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert all(f'<section id="{k}"' in (tmp_path / "again.html").read_text() for k in SECTIONS)
+
+
+def test_inspect_takes_a_run_directory_for_spec_and_checkpoint(run, tmp_path):
+    rundir, _ = run
+    res = invoke(["inspect", "gradients", rundir, "-o", tmp_path / "g.png"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "tiny  initialisation" in res.output and "tiny  after training" in res.output
+    res = invoke(["inspect", "spectrum", rundir, "-o", tmp_path / "s.png"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "mem.c->mem.c@1  spectral radius 1 " in res.output
+
+
+@needs_chromium
+def test_report_opens_in_headless_chromium_without_console_errors(run, tmp_path):
+    page = browser.open_page(run[0] / "report.html", screenshot=tmp_path / "report.png", size=(1400, 2400))
+    assert page.console_errors == []
+    assert re.search(r'data-ready="\d+ nodes, \d+ edges"', page.dom), "the graph viewer's script did not run"
+    from PIL import Image
+
+    shot = np.asarray(Image.open(page.screenshot).convert("L"), dtype=float)
+    assert shot.shape == (2400, 1400) and shot.std() > 20  # not a blank page
+
+
+@needs_chromium
+def test_the_console_check_catches_a_script_error(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!DOCTYPE html><html><body><p>x</p><script>notDefined();</script></body></html>")
+    errors = browser.open_page(bad).console_errors
+    assert errors and "notDefined" in errors[0]
+
+
+@needs_chromium
+def test_viewer_hover_shows_unit_time_parameter_delay_and_gate(tmp_path):
+    from compiler import compile_spec
+
+    g = compile_spec(ROOT / "specs" / "adding_lstm.yaml").unroll(4)
+    data = viewer.graph_data(g)
+    i = next(k for k, n in enumerate(data["nodes"]) if data["rows"][n[0]] == "mem.c" and n[1] == 2)
+    hover = (f"<script>var b = document.getElementById('graph-viewer'), p = b.locate({i});"
+             "b.querySelector('canvas').dispatchEvent(new MouseEvent('mousemove', "
+             "{clientX: p[0], clientY: p[1], bubbles: true}));</script></body>")
+    page_file = tmp_path / "hover.html"
+    page_file.write_text(viewer.page(g, "hover").replace("</body>", hover))
+    page = browser.open_page(page_file)
+    assert page.console_errors == []
+    tip = re.search(r'<div class="tip"[^>]*display: block[^>]*>(.*?)</div>', page.dom).group(1)
+    assert "<b>mem.c</b>  t=2" in tip
+    assert "mem.c@1: mem.c-&gt;mem.c@1  (delay 1, gated by mem.f)" in tip
+    assert "mem.f@2: gate of mem.c-&gt;mem.c@1" in tip

@@ -59,13 +59,18 @@ def scc_directions(g: nx.MultiDiGraph) -> tuple[list[set], dict[str, int], list[
     return order, direction, mixed
 
 
-def components(g: nx.MultiDiGraph, unit_names) -> list[Component]:
-    """Components of units (leaks included now), each with its intra-step order."""
+def components(g: nx.MultiDiGraph, unit_names: list) -> list[Component]:
+    """Components of units (leaks included now), each with its intra-step order.
+
+    Ties are broken by the order units are defined in (`unit_names`), never by set order, so
+    every process computes the same order (and sums gradients in the same order)."""
     cond = nx.condensation(g)
     zero = zero_delay_graph(g)
+    rank = {name: i for i, name in enumerate(unit_names)}
+    first = {i: min((rank.get(m, len(rank)) for m in cond.nodes[i]["members"]), default=0) for i in cond}
     out = []
-    for i in nx.topological_sort(cond):
-        members = [m for m in cond.nodes[i]["members"] if m in unit_names]
+    for i in nx.lexicographical_topological_sort(cond, key=first.get):
+        members = sorted((m for m in cond.nodes[i]["members"] if m in rank), key=rank.get)
         if not members:
             continue
         sub = g.subgraph(members)

@@ -126,7 +126,7 @@ def compile_spec(spec, file: str | None = None) -> Program:
         raise SpecError(errors)
     _, direction, _ = graphs.scc_directions(g)
     graphs.add_leaks(g, ex.units, direction)
-    comps = graphs.components(g, set(ex.units))
+    comps = graphs.components(g, list(ex.units))
     units = {u: ex.units[u] for comp in comps for u in comp.units}  # in computation order
     return Program(
         name=data.get("name", Path(source).stem if source else "spec"),

@@ -3,6 +3,7 @@ counted by hand for small T; properties of random valid graphs; unrolling cost."
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections import Counter
 
 import networkx as nx
@@ -238,3 +239,18 @@ def test_unroll_1000_steps_of_the_largest_lstm_spec_under_a_second():
         best = min(best, time.process_time() - start)
     assert kinds(g)["unit"] == 1000 * len(largest.units)
     assert best < 1.0, f"{largest.name}: unroll(1000) took {best:.2f} s of CPU"
+
+
+def test_component_order_does_not_depend_on_python_hash_seed():
+    """Set iteration order changes with PYTHONHASHSEED; the scan order (and so the order in
+    which gradients are summed, hence bitwise reproducibility across processes) must not."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import compiler; p = compiler.compile_spec('specs/dcm.yaml'); "
+            "print([c.units for c in p.components]); print([c.name for c in p.connections])")
+    root = Path(__file__).resolve().parents[2]
+    outs = {subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(outs) == 1

@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import statistics
@@ -76,14 +77,17 @@ BENCHES = [
     Bench("copy_delayed", "specs/delayed_rnn.yaml", "beats the plain Elman (lag 10)", ">", None,
           note="delays 1, 5, 10"),
     Bench("copy_elman", "specs/copy_elman.yaml", "plain Elman (lag 10), the reference", "info", None),
-    Bench("text_elman", "specs/elman.yaml", "bpc clearly below the unigram entropy", "below_baseline",
-          epochs=2),
-    Bench("text_lstm", "specs/lstm_coupled.yaml", "bpc clearly below the unigram entropy", "below_baseline",
-          epochs=2),
+    Bench("text_elman", "specs/elman.yaml", "bpc clearly below the unigram entropy", "below_baseline"),
+    Bench("text_lstm", "specs/lstm_coupled.yaml", "bpc clearly below the unigram entropy", "below_baseline"),
     Bench("tcn_adding", "specs/tcn.yaml", "adding T = 8 (inside the receptive field 8): mse < 0.01", "<", 0.01,
           sets=["inputs.x.size=2", "outputs.y.at=last", "data={task: adding, length: 8}",
                 "training.steps_per_epoch=100", "training.batch_size=32"],
           note="tcn.yaml with --set: 2 inputs, adding T = 8, loss at the last step"),
+    Bench("tcn_adding_16", "specs/tcn.yaml", "adding T = 16 (beyond the receptive field 8): the first marker is out "
+          "of sight, so mse >= Var(u1) = 1/12 = 0.083", ">=", 1 / 12,
+          sets=["inputs.x.size=2", "outputs.y.at=last", "data={task: adding, length: 16}",
+                "training.steps_per_epoch=100", "training.batch_size=32"],
+          note="the control for tcn_adding: the first marker lies outside the last output's receptive field"),
     Bench("tcn_mackey_glass", "specs/tcn.yaml", "one-step NRMSE < 0.05", "<", 0.05),
     Bench("anbncn", "specs/anbncn.yaml", "solved up to n >= 30 (half the seeds)", ">=", 30),
 ]
@@ -138,7 +142,8 @@ def run_one(b: Bench, seed: int, args) -> dict:
     rundir = newest_rundir(runs_dir, before)
     record = {"bench": b.key, "spec": b.spec, "seed": seed, "sets": sets, "epochs_setting": epochs,
               "command": shown, "seconds": round(seconds, 1), "returncode": proc.returncode,
-              "rundir": str(rundir) if rundir else None, "budget_stopped": stopped}
+              "rundir": str(rundir) if rundir else None, "budget_stopped": stopped,
+              "budget_minutes": args.budget_minutes}
     evaluation = None
     if rundir and (rundir / "evaluation.json").exists():
         evaluation = json.loads((rundir / "evaluation.json").read_text())
@@ -146,7 +151,7 @@ def run_one(b: Bench, seed: int, args) -> dict:
         ck = latest_checkpoint(rundir)
         ev = subprocess.run(timeloom_cmd() + ["run", b.spec, "--seed", str(seed), "--evaluate", "--checkpoint",
                                               str(ck)] + [x for s in sets for x in ("--set", s)],
-                            cwd=ROOT, capture_output=True, text=True)
+                            cwd=ROOT, capture_output=True, text=True, check=False)
         lines = [ln for ln in ev.stdout.splitlines() if ln.startswith("{")]
         if lines:
             evaluation = json.loads(lines[-1])
@@ -161,7 +166,7 @@ def run_one(b: Bench, seed: int, args) -> dict:
         record["evaluation"] = evaluation
         if evaluation.get("metric") == "nrmse" and rundir and "horizon" not in " ".join(sets):
             fr = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--free-run", str(rundir)],
-                                cwd=ROOT, capture_output=True, text=True)
+                                cwd=ROOT, capture_output=True, text=True, check=False)
             try:
                 record["free_run"] = json.loads(fr.stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):
@@ -232,10 +237,17 @@ def summarise(b: Bench, runs: list[dict]) -> dict:
     return {"bench": b.key, "spec": b.spec, "task": (ev and _task_of(runs[0])) or "?", "metric": metric,
             "target": b.target, "values": vals, "best": best, "median": med, "baseline": base,
             "seeds": [r["seed"] for r in runs], "met": met,
+            "failures": "; ".join(f"seed {r['seed']}: {_reason(r)}" for r in runs if r.get("error")),
             "epochs": sorted({r.get("epochs_done") for r in runs if r.get("epochs_done") is not None}),
             "budget_stopped": sum(bool(r.get("budget_stopped")) for r in runs),
             "seconds": [r["seconds"] for r in runs], "free_run_nrmse": fr,
-            "commands": sorted({r["command"] for r in runs})}
+            "commands": sorted({re.sub(r"--seed \d+", "--seed S", r["command"]) for r in runs}),
+            "budget_minutes": sorted({r.get("budget_minutes") for r in runs if r.get("budget_minutes")})}
+
+
+def _reason(run: dict) -> str:
+    lines = [ln for ln in run.get("error", "").splitlines() if ln.startswith("error:")]
+    return (lines[-1][len("error:"):].strip() if lines else "no evaluation")[:120]
 
 
 def _task_of(run: dict) -> str:
@@ -260,25 +272,28 @@ def fmt(v) -> str:
 
 
 def fmt_time(s: float) -> str:
-    m, sec = divmod(int(round(s)), 60)
+    m, sec = divmod(round(s), 60)
     return f"{m}m{sec:02d}s" if m else f"{s:.0f}s"
 
 
 def table(rows: list[dict]) -> str:
     head = ("| benchmark | spec | task | metric | target | value per seed | best | median | baseline | "
-            "target met | seeds | epochs | time per seed |")
+            "target met | seeds | epochs | time per seed (median) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        per_seed = ", ".join(fmt(v) for v in r["values"])
+        per_seed = ", ".join("failed" if v is None else fmt(v) for v in r["values"])
         met = "-" if r["met"] is None else f"{r['met']}/{len(r['values'])}"
-        ep = ",".join(str(e) for e in r["epochs"]) + (f" (budget: {r['budget_stopped']})" if r["budget_stopped"] else "")
+        if r.get("failures"):
+            met += f" ({r['failures']})"
+        ep = ",".join(str(e) for e in r["epochs"]) + \
+            (f" ({r['budget_stopped']} stopped by the budget)" if r["budget_stopped"] else "")
         secs = r["seconds"]
         tm = fmt_time(statistics.median(secs)) if secs else "-"
         metric = r["metric"] + (f"; free-run 84: {', '.join(fmt(v) for v in r['free_run_nrmse'])}"
                                 if r["free_run_nrmse"] else "")
         lines.append(f"| {r['bench']} | `{Path(r['spec']).name}` | {r['task']} | {metric} | {r['target']} | "
                      f"{per_seed} | {fmt(r['best'])} | {fmt(r['median'])} | {fmt(r['baseline'])} | {met} | "
-                     f"{','.join(map(str, r['seeds']))} | {ep} | {tm} |")
+                     f"{len(r['seeds'])} ({','.join(map(str, r['seeds']))}) | {ep} | {tm} |")
     return "\n".join(lines)
 
 
@@ -291,10 +306,18 @@ def comparisons(summary: dict, extra: dict) -> list[str]:
                        + (f"; curves: `docs/img/{png}`" if (IMG / png).exists() else ""))
     rp = extra.get("reservoirpy")
     if rp:
-        out.append(f"- ESN (500 units, ridge) on the same Mackey-Glass series: one-step NRMSE timeloom "
+        rows = rp.get("rows", [])
+
+        def each(who, key):
+            return ", ".join(fmt(r[who][key]) for r in rows)
+        out.append(f"- ESN (500 units, ridge) on the same Mackey-Glass series, medians of {rp.get('seeds')} seeds "
+                   f"(`python benchmarks/reservoirpy_esn.py`): one-step NRMSE timeloom "
                    f"{fmt(rp.get('timeloom_nrmse'))} vs ReservoirPy {rp.get('reservoirpy_version', '')} "
-                   f"{fmt(rp.get('reservoirpy_nrmse'))}; timeloom free-run 84-step NRMSE "
-                   f"{fmt(rp.get('timeloom_free_run_nrmse'))} (`python benchmarks/reservoirpy_esn.py`)")
+                   f"{fmt(rp.get('reservoirpy_nrmse'))} (per seed: {each('timeloom', 'nrmse')} vs "
+                   f"{each('reservoirpy', 'nrmse')}); free-run 84-step NRMSE timeloom "
+                   f"{fmt(rp.get('timeloom_free_run_nrmse'))} vs ReservoirPy {fmt(rp.get('reservoirpy_free_run_nrmse'))} "
+                   f"(per seed: {each('timeloom', 'free_run_nrmse')} vs {each('reservoirpy', 'free_run_nrmse')}: "
+                   f"the free run diverges for some reservoirs in both)")
     return out
 
 
@@ -350,6 +373,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-dir", default="runs/learning", help="where the run directories go")
     ap.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     ap.add_argument("--fresh", action="store_true", help="forget the results of earlier invocations")
+    ap.add_argument("--replace", action="store_true",
+                    help="drop the earlier runs of the chosen benchmarks (default: keep other seeds' runs)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: rewrite the table (stdout, README, PNGs) from learning.json")
     ap.add_argument("--free-run", metavar="RUNDIR", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.free_run:
@@ -358,7 +385,8 @@ def main(argv=None) -> int:
     chosen = BENCHES
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
-        chosen = [b for b in BENCHES if any(b.key == k or b.key.startswith(k) for k in keys)]
+        exact = {b.key for b in BENCHES}
+        chosen = [b for b in BENCHES if any(b.key == k or (k not in exact and b.key.startswith(k)) for k in keys)]
         if not chosen:
             ap.error(f"--only {args.only}: no benchmark; choose from {', '.join(b.key for b in BENCHES)}")
     old = {} if args.fresh or not RESULTS.exists() else json.loads(RESULTS.read_text())
@@ -367,15 +395,21 @@ def main(argv=None) -> int:
     invocations = list(old.get("invocations", []))
     invocations.append({"argv": ["python", "benchmarks/learning.py"] + (argv or sys.argv[1:]),
                         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count()})
+    if args.report_only:
+        chosen, invocations = [], invocations[:-1]
     for b in chosen:
-        runs[b.key] = []
-        for seed in range(args.seed_offset, args.seed_offset + args.seeds):
+        seeds = range(args.seed_offset, args.seed_offset + args.seeds)
+        # a rerun replaces the run of the same seed once it is done; other seeds' runs of earlier
+        # invocations stay (all are dropped with --replace)
+        runs[b.key] = [] if args.replace else list(runs.get(b.key, []))
+        for seed in seeds:
             print(f"[{time.strftime('%H:%M:%S')}] {b.key} seed {seed} ...", file=sys.stderr, flush=True)
             rec = run_one(b, seed, args)
             v = value_of(rec, b)
             print(f"    {rec['seconds']:.0f}s, {fmt(v)}" + (f" ({rec.get('error', '')[-300:]})" if v is None else ""),
                   file=sys.stderr, flush=True)
-            runs[b.key].append(rec)
+            runs[b.key] = [r for r in runs[b.key] if r.get("seed") != seed] + [rec]
+            runs[b.key].sort(key=lambda r: r["seed"])
             save(runs, extra, invocations)  # after every run: a kill keeps what is done
         if b.key == "esn":
             rp = reservoirpy_row()
@@ -384,7 +418,7 @@ def main(argv=None) -> int:
     by_key = {b.key: b for b in BENCHES}
     summary = {k: summarise(by_key[k], v) for k, v in runs.items() if k in by_key and v}
     for title, a, b, png in PAIRS:
-        if a in summary and b in summary and any(x.key in (a, b) for x in chosen):
+        if a in summary and b in summary and (args.report_only or any(x.key in (a, b) for x in chosen)):
             plot_pair(runs[a], runs[b], a, b, summary[a]["metric"] if summary[a]["metric"] != "accuracy" else
                       "accuracy", IMG / png, title, summary[a].get("baseline"))
     rows = [summary[b.key] for b in BENCHES if b.key in summary]
@@ -403,15 +437,17 @@ def render(rows, summary, extra) -> str:
         parts.append("\n".join(comp))
     cmds = []
     for r in rows:
+        budget = f"  # budget {', '.join(f'{m:g}' for m in r['budget_minutes'])} min (--budget-minutes)" \
+            if r.get("budget_minutes") else ""
         for c in r["commands"]:
-            cmds.append(f"{r['bench']}: {c}")
+            cmds.append(f"{r['bench']} (seeds {','.join(map(str, r['seeds']))}): {c}{budget}")
     parts.append("<details><summary>commands</summary>\n\n```\n" + "\n".join(cmds) + "\n```\n</details>")
     return "\n\n".join(parts)
 
 
 def reservoirpy_row() -> dict | None:
     script = ROOT / "benchmarks" / "reservoirpy_esn.py"
-    p = subprocess.run([sys.executable, str(script), "--json"], cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, str(script), "--json"], cwd=ROOT, capture_output=True, text=True, check=False)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
         print(f"reservoirpy comparison skipped: {(p.stderr or p.stdout).strip()[-300:]}", file=sys.stderr)

@@ -37,7 +37,7 @@ def lstm(o):
     gate_act = o.get("gate_activation", "sigmoid")
     forget, coupled = o.get("forget_gate", True), o.get("coupled", False)
     initial = o.get("initial", "zeros")
-    gates = (["f"] if forget else []) + ([] if coupled else ["i"]) + ["o"]
+    gates = ([] if coupled else ["i"]) + (["f"] if forget else []) + ["o"]
     units = {name: {"size": size, "activation": gate_act} for name in gates}
     if gers and "i" in units:
         units["i"]["bias"] = {"value": GERS_INPUT_BIAS}

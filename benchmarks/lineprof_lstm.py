@@ -14,7 +14,6 @@ import argparse
 import sys
 
 import common
-import numpy as np
 from bench_rnn import parse_sizes, spec_for
 
 
@@ -36,16 +35,11 @@ def main(argv=None):
     common.setup_threads()
     print(common.machine_info())
 
-    import compiler
-    import runtime
     from runtime import executor, primitives, tape
 
     (B, I, H), = args.size
     T = args.steps
-    net = runtime.Network(compiler.compile_spec(spec_for(args.cell, I, H)), dtype="float32", executor="fast")
-    rng = np.random.default_rng(0)
-    inputs = {"x": rng.standard_normal((T, B, I)).astype(np.float32)}
-    targets = {"enc.h": rng.standard_normal((T, B, H)).astype(np.float32)}
+    net, inputs, targets = common.lstm_problem(spec_for(args.cell, I, H), B, I, H, T)
     net.loss_and_grads(inputs, targets)
 
     lp = LineProfiler()

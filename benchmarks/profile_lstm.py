@@ -93,15 +93,10 @@ def main(argv=None):
     threads = common.setup_threads()
     print(common.machine_info())
 
-    import compiler
-    import runtime
 
     (B, I, H), = args.size
     T = args.steps
-    net = runtime.Network(compiler.compile_spec(spec_for(args.cell, I, H)), dtype="float32", executor="fast")
-    rng = np.random.default_rng(0)
-    inputs = {"x": rng.standard_normal((T, B, I)).astype(np.float32)}
-    targets = {"enc.h": rng.standard_normal((T, B, H)).astype(np.float32)}
+    net, inputs, targets = common.lstm_problem(spec_for(args.cell, I, H), B, I, H, T)
     call = (lambda: net.forward(inputs)) if args.forward else (lambda: net.loss_and_grads(inputs, targets))
     call()  # warm-up
 

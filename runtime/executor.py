@@ -37,9 +37,8 @@ class Plan:
     hoist_single: dict  # unit -> [Connection] external, other weights or source-gated by an external gate
     late_gate: set  # names of hoisted connections whose target gate lies inside the component
     step_groups: list  # [Group] internal full connections without source gate
-    step_single: dict  # unit -> [Connection] other internal (or internally source-gated) connections
-    group_of: dict  # connection name -> Group (step groups)
-    terms: dict = field(default_factory=dict)  # unit -> [(kind, connection, group)] summed inside the scan
+    terms: dict  # unit -> [(kind, connection, group)] summed inside the scan: "group" (a fused step
+    # GEMM's slice), "single" (any other in-scan connection), "late" (hoisted, gated inside)
 
 
 def _group(conns, size):
@@ -81,7 +80,7 @@ def make_plan(program, comp) -> Plan:
              + [("single", c, None) for c in step_single.get(u, ())]
              + [("late", c, None) for c in program.incoming(u) if c.name in late] for u in comp.units}
     return Plan(comp.units, comp.direction, _group(hoist_full, program.size), hoist_single, late,
-                step_groups, step_single, group_of, terms)
+                step_groups, terms)
 
 
 class FastExecutor:

@@ -39,6 +39,17 @@ def assert_close(a, b, what, atol=ATOL, rtol=RTOL):
     np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, err_msg=what)
 
 
+def assert_two_chunks_equal_one_pass(net, program, inputs, split):
+    """Every unit's trajectory over [0, split) then [split, T) with the state passed on
+    equals the one over [0, T)."""
+    units = list(program.units)
+    whole = net.forward(inputs, units=units)
+    first, state = net.forward({k: v[:split] for k, v in inputs.items()}, units=units, return_state=True)
+    second = net.forward({k: v[split:] for k, v in inputs.items()}, units=units, state=state)
+    for u in units:
+        assert_close(np.concatenate([first[u], second[u]]), whole[u], f"unit {u} over two chunks")
+
+
 def assert_executors_agree(program, inputs, targets, masks, lengths):
     fast, ref = network(program, "fast"), network(program, "reference")
     for name in fast.params:
@@ -72,12 +83,7 @@ def test_forward_in_two_chunks_passing_state_equals_one_pass(spec_path, split):
         pytest.skip("reads the future: a chunk cannot be run before the next one")
     net = network(program)
     inputs, _, _, _ = random_batch(program, T, B, np.random.default_rng(4))
-    units = list(program.units)
-    whole = net.forward(inputs, units=units)
-    first, state = net.forward({k: v[:split] for k, v in inputs.items()}, units=units, return_state=True)
-    second = net.forward({k: v[split:] for k, v in inputs.items()}, units=units, state=state)
-    for u in units:
-        assert_close(np.concatenate([first[u], second[u]]), whole[u], f"unit {u} over two chunks")
+    assert_two_chunks_equal_one_pass(net, program, inputs, split)
 
 
 def test_returned_state_holds_each_samples_last_valid_steps(spec_path):
@@ -222,9 +228,4 @@ def test_chunked_forward_with_state_equals_one_pass_on_random_forward_graphs(spe
     split = data.draw(st.integers(1, steps - 1), label="split")
     net = network(program, seed=seed)
     inputs, _, _, _ = random_batch(program, steps, 2, np.random.default_rng(seed))
-    units = list(program.units)
-    whole = net.forward(inputs, units=units)
-    first, state = net.forward({k: v[:split] for k, v in inputs.items()}, units=units, return_state=True)
-    second = net.forward({k: v[split:] for k, v in inputs.items()}, units=units, state=state)
-    for u in units:
-        assert_close(np.concatenate([first[u], second[u]]), whole[u], f"unit {u} over two chunks")
+    assert_two_chunks_equal_one_pass(net, program, inputs, split)

@@ -74,6 +74,11 @@ class Network:
             state = {k: self.backend.asarray(v) for k, v in state.items()}
         return arrays, Reads(p, self.backend, T, B, lengths, state, self._teacher(teacher, T, B))
 
+    def _run(self, inputs, lengths, state, teacher):
+        """Check the data and run the executor's forward: (inputs on the backend, reads, tape)."""
+        arrays, reads = self._prepare(inputs, lengths, state, teacher)
+        return arrays, reads, self.executor.forward(self.params, self.consts, arrays, reads)
+
     def _teacher(self, teacher, T, B):
         """{unit: values} or {unit: (values, mask)} -> {unit: (values, mask)} on the backend."""
         out = {}
@@ -97,8 +102,7 @@ class Network:
         returns (outputs, state): the last values each delayed read (of a unit or an input) needs to go on.
         `teacher`: {unit: values (T, B, size)} or {unit: (values, mask (T, B))}: delayed reads of
         that unit see the given values where the mask is 1 (teacher forcing)."""
-        arrays, reads = self._prepare(inputs, lengths, state, teacher)
-        tape = self.executor.forward(self.params, self.consts, arrays, reads)
+        arrays, reads, tape = self._run(inputs, lengths, state, teacher)
         names = list(self.program.outputs) + [u for u in (units or []) if u not in self.program.outputs]
         unknown = [u for u in names if u not in tape.out]
         if unknown:
@@ -132,8 +136,7 @@ class Network:
 
         With `return_state=True` returns (loss, grads, state), the state as `forward` gives it
         (for truncated BPTT: the next window starts from it, no gradient flows back into it)."""
-        arrays, reads = self._prepare(inputs, lengths, state, teacher)
-        tape = self.executor.forward(self.params, self.consts, arrays, reads)
+        arrays, reads, tape = self._run(inputs, lengths, state, teacher)
         loss, dout, dnet = self._loss(tape, targets, reads, masks or {})
         grads = self.executor.backward(tape, self.params, self.consts, dout, dnet, reads)
         grads = {n: grads[n] for n in self.trainable}
@@ -147,8 +150,7 @@ class Network:
         error signal delta_t that BPTT carries back in time (total: through every later step).
 
         `units`: which units (default all). Padded steps (t >= length) get zeros."""
-        arrays, reads = self._prepare(inputs, lengths, state, teacher)
-        tape = self.executor.forward(self.params, self.consts, arrays, reads)
+        arrays, reads, tape = self._run(inputs, lengths, state, teacher)
         loss, dout, dnet = self._loss(tape, targets, reads, masks or {})
         deltas = {}
         self.executor.backward(tape, self.params, self.consts, dout, dnet, reads, states=deltas)
@@ -158,8 +160,7 @@ class Network:
         return loss, {u: deltas[u].copy() for u in (units or self.program.units)}  # buffers are reused
 
     def loss(self, inputs, targets, lengths=None, state=None, masks=None, teacher=None) -> float:
-        arrays, reads = self._prepare(inputs, lengths, state, teacher)
-        tape = self.executor.forward(self.params, self.consts, arrays, reads)
+        arrays, reads, tape = self._run(inputs, lengths, state, teacher)
         return self._loss(tape, targets, reads, masks or {})[0]
 
     def _loss(self, tape, targets, reads, masks):

@@ -149,12 +149,17 @@ class MackeyGlass(Task):
         return min(self.warmup, self.n_train)
 
     def validation(self) -> list:
-        """The held-out part from a zero state, like the training batches: windows of seq_len,
-        or one sequence without seq_len."""
+        """The held-out part: windows of seq_len from a zero state, like the training batches; or,
+        without seq_len, one sequence after `warmup` steps of context that the loss does not
+        count (masked), so that the reservoir's start-up transient stays out of val_loss."""
         if self._validation is None:
             if self.seq_len is None or self.n_val < self.seq_len:
-                x, y = self.window(self.n_train, self.length, self.val_inputs)
-                self._validation = [Batch({self.input: x[:, None]}, {self.output: y[:, None]})]
+                c = self.context()
+                x, y = self.window(self.n_train - c, self.length, self.val_inputs)
+                mask = np.ones((len(x), 1))
+                mask[:c] = 0
+                self._validation = [Batch({self.input: x[:, None]}, {self.output: y[:, None]},
+                                          masks={self.output: mask})]
             else:
                 starts = np.arange(self.n_train, self.length - self.seq_len + 1, self.seq_len)
                 xs, ys = zip(*(self.window(s, s + self.seq_len, self.val_inputs) for s in starts))

@@ -45,10 +45,11 @@ def file_name(step: int, epoch: int, batch: int) -> str:
     return f"ckpt-{step:08d}-{epoch:04d}-{batch:05d}.npz"
 
 
-def save(path, params: dict, optimizer: dict, meta: dict) -> Path:
-    """Write atomically (temp file, fsync, rename). Never replaces an existing file."""
+def save(path, params: dict, optimizer: dict, meta: dict, replace: bool = False) -> Path:
+    """Write atomically (temp file, fsync, rename). Never replaces an existing file unless `replace`
+    (the rename swaps the whole file: a reader sees the old or the new one, never a mix)."""
     path = Path(path)
-    if path.exists():
+    if path.exists() and not replace:
         raise CheckpointError(f"{path} exists already; refusing to overwrite a checkpoint")
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
     arrays.update({f"opt/{k}": np.asarray(v) for k, v in optimizer.items()})

@@ -27,6 +27,7 @@ class Config:
     keep: int = 3
     patience: int | None = None
     min_delta: float = 0.0
+    restore_best: bool = True
     validation_split: float | None = None
     eval_every: int = 1
 
@@ -50,5 +51,6 @@ class Config:
             checkpoint_every=int(ckpt.get("every", 1)), keep=int(ckpt.get("keep", 3)),
             patience=None if stop is None else int(stop.get("patience", 5)),
             min_delta=float((stop or {}).get("min_delta", 0.0)),
+            restore_best=bool((stop or {}).get("restore_best", True)),
             validation_split=t.get("validation_split"),
         )

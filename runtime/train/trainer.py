@@ -29,6 +29,9 @@ from .rundir import MetricsLog
 from .schedules import learning_rate, teacher_probability
 
 
+BEST = "best.npz"  # checkpoints/best.npz: the parameters of the best epoch (early_stopping.restore_best)
+
+
 @dataclass
 class Position:
     epoch: int = 0  # the epoch being run (or the next one)
@@ -70,6 +73,7 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.pos = Position()
         self.best = None  # {"epoch", "value", "monitor"}
+        self.best_params = None  # host copies of the parameters of the best epoch (restore_best)
         self.bad_epochs = 0
         self.history: list = []
         self.rundir = Path(rundir) if rundir else None
@@ -227,6 +231,8 @@ class Trainer:
             if self.best is None or value < self.best["value"] - cfg.min_delta:
                 self.best, self.bad_epochs = {"epoch": epoch + 1, "value": value, "monitor": monitor}, 0
                 record["best"] = True
+                if cfg.restore_best:
+                    self._keep_best()
             else:
                 self.bad_epochs += 1
                 stop = self.bad_epochs >= cfg.patience
@@ -235,10 +241,31 @@ class Trainer:
         self._log(record)
         self.progress.epoch_end(record)
         if stop:
+            restored = cfg.restore_best and self._restore_best()
             self.progress.message(f"early stopping after epoch {epoch + 1}: {self.best['monitor']} has not "
                                   f"improved for {cfg.patience} epochs (best {self.best['value']:.6g} at "
-                                  f"epoch {self.best['epoch']})")
+                                  f"epoch {self.best['epoch']}" + ("; its parameters restored)" if restored else ")"))
         return record, stop
+
+    def _keep_best(self) -> None:
+        """Remember the parameters of the best epoch so far (in memory and, in a run, checkpoints/best.npz)."""
+        be = self.net.backend
+        self.best_params = {k: be.to_numpy(v).copy() for k, v in self.net.params.items()}
+        if self.ckpt_dir is not None:
+            checkpoint.save(self.ckpt_dir / BEST, self.best_params, {},
+                            {"spec_hash": self.spec_hash, "kind": "best", "epoch": self.best["epoch"],
+                             "step": self.pos.step, "best": self.best}, replace=True)
+
+    def _restore_best(self) -> bool:
+        """Put the best epoch's parameters back into the network (after a resume: from best.npz)."""
+        best = self.best_params
+        if best is None and self.ckpt_dir is not None and (self.ckpt_dir / BEST).is_file():
+            best = checkpoint.load(self.ckpt_dir / BEST).params
+        if best is None:
+            return False
+        for k in self.net.params:
+            self.net.params[k] = self.net.backend.asarray(best[k])
+        return True
 
     # -- ridge ----------------------------------------------------------------------------------
     def _fit_ridge(self) -> Result:

@@ -377,6 +377,16 @@ def test_mackey_glass_nrmse_is_zero_for_the_oracle_and_positive_for_persistence(
     assert 0.05 < t.baseline()["nrmse"] < 0.5
 
 
+def test_mackey_glass_validation_counts_only_the_held_out_steps_after_a_context():
+    t = task({"task": "mackey_glass", "length": 800, "horizon": 1, "discard": 100, "warmup": 30,
+              "validation_split": 0.25}, 1, 1, loss="mse", activation="identity")
+    (batch,) = t.validation()
+    x, m = batch.inputs["x"][:, 0, 0], batch.masks["y"][:, 0]
+    assert len(x) == 30 + 200 and m[:30].sum() == 0 and m[30:].all()  # 30 steps of context, then 200
+    np.testing.assert_array_equal(x[30:], t.val_inputs[600:800])  # the held-out part itself
+    np.testing.assert_array_equal(x[:30], t.val_inputs[570:600])  # the end of the training part before it
+
+
 class SeriesOracle:
     """Knows the series: after a warm-up window it answers the next true value, step by step,
     keeping its position in the state it hands back (as Network.forward(return_state=True))."""

@@ -511,3 +511,35 @@ def test_generation_equals_one_long_forward_over_its_own_inputs(feedback):
         fed = np.eye(3)[g.symbols[:5]]
     whole = net.forward({"x": np.concatenate([prime["x"], fed])})["y"]
     np.testing.assert_allclose(g.values, whole[3:], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_early_stopping_restores_the_parameters_of_the_best_epoch(tmp_path, restore):
+    stop = {"patience": 1, "min_delta": 1.0, "restore_best": restore}  # epoch 1 stays the best: stop after 2
+    tr = echo_trainer({"lr": 0.03, "epochs": 5, "batch_size": 8, "early_stopping": stop}, rundir=tmp_path)
+    result = tr.fit()
+    assert result.status == "early_stopped" and result.position.epoch == 2
+    want = echo_trainer({"lr": 0.03, "epochs": 1 if restore else 2, "batch_size": 8}, steps=4)
+    want.fit()
+    for k in want.net.params:
+        np.testing.assert_array_equal(tr.net.params[k], want.net.params[k], err_msg=k)
+    final = checkpoint.load(checkpoint.latest(tmp_path / "checkpoints"))
+    for k in want.net.params:  # the final checkpoint holds what the network ends with
+        np.testing.assert_array_equal(final.params[k], want.net.params[k], err_msg=k)
+    assert (tmp_path / "checkpoints" / "best.npz").is_file() == restore
+    if restore:
+        assert checkpoint.load(tmp_path / "checkpoints" / "best.npz").meta["epoch"] == 1
+
+
+def test_a_resumed_run_restores_the_best_epoch_from_best_npz(tmp_path):
+    stop = {"patience": 2, "min_delta": 1.0}
+    first = echo_trainer({"lr": 0.03, "epochs": 2, "batch_size": 8, "early_stopping": stop}, rundir=tmp_path)
+    assert first.fit().status == "completed"  # epoch 2 was not better, one more bad epoch would stop it
+    resumed = echo_trainer({"lr": 0.03, "epochs": 5, "batch_size": 8, "early_stopping": stop}, rundir=tmp_path)
+    resumed.restore(checkpoint.load(checkpoint.latest(tmp_path / "checkpoints")))
+    result = resumed.fit()
+    assert result.status == "early_stopped" and result.position.epoch == 3 and result.best["epoch"] == 1
+    want = echo_trainer({"lr": 0.03, "epochs": 1, "batch_size": 8})
+    want.fit()
+    for k in want.net.params:
+        np.testing.assert_array_equal(resumed.net.params[k], want.net.params[k], err_msg=k)

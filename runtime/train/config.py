@@ -12,6 +12,7 @@ class Config:
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.0
+    weight_decay: float = 0.0
     epochs: int = 10
     steps_per_epoch: int | None = None
     batch_size: int = 32
@@ -41,7 +42,7 @@ class Config:
         method = t.get("method", "bptt")
         return cls(
             method=method, optimizer=opt, lr=float(t.get("lr", DEFAULT_LR.get(opt, 0.001))),
-            momentum=float(t.get("momentum", 0.0)),
+            momentum=float(t.get("momentum", 0.0)), weight_decay=float(t.get("weight_decay", 0.0)),
             epochs=1 if method == "ridge" else int(t.get("epochs", 10)),  # ridge: one closed-form fit
             steps_per_epoch=t.get("steps_per_epoch"), batch_size=int(t.get("batch_size", 32)),
             seed=int(t.get("seed", 0)), truncate=(t.get("bptt") or {}).get("truncate"),

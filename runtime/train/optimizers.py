@@ -1,6 +1,7 @@
 """Optimizers with their state as named arrays (so a checkpoint can hold them).
 
-Update rules as in torch.optim (no weight decay):
+Update rules as in torch.optim; `weight_decay` lambda adds lambda * p to the gradient first
+(torch's L2 `weight_decay`, coupled, not AdamW's):
 - sgd:     b <- mu b + g  (b = g at the first step);  p <- p - lr b   (plain p - lr g when mu = 0)
 - adam:    m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
            p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
@@ -33,8 +34,10 @@ class Optimizer:
 
     def step(self, params: dict, grads: dict, lr: float) -> None:
         self.t += 1
+        wd = self.hyper.get("weight_decay", 0.0)
         for name in self.names:
-            params[name] = self.update(name, params[name], grads[name], lr)
+            p, g = params[name], grads[name]
+            params[name] = self.update(name, p, g + wd * p if wd else g, lr)
 
     def update(self, name, p, g, lr):
         raise NotImplementedError
@@ -109,9 +112,9 @@ class RMSprop(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
 
 
-def make_optimizer(kind: str, xp, names, momentum: float = 0.0) -> Optimizer:
+def make_optimizer(kind: str, xp, names, momentum: float = 0.0, weight_decay: float = 0.0) -> Optimizer:
     if kind not in OPTIMIZERS:
         raise TrainingError(f"unknown optimizer {kind!r}; use sgd, adam or rmsprop")
     if kind == "adam":
-        return Adam(xp, names)
-    return OPTIMIZERS[kind](xp, names, momentum=momentum)
+        return Adam(xp, names, weight_decay=weight_decay)
+    return OPTIMIZERS[kind](xp, names, momentum=momentum, weight_decay=weight_decay)

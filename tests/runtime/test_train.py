@@ -92,6 +92,9 @@ def echo_trainer(training=None, rundir=None, dtype="float64", **task):
 @pytest.mark.parametrize("kind,kw,torch_kw", [
     ("sgd", {}, {}), ("sgd", {"momentum": 0.9}, {"momentum": 0.9}),
     ("adam", {}, {}), ("rmsprop", {}, {}), ("rmsprop", {"momentum": 0.5}, {"momentum": 0.5}),
+    ("sgd", {"momentum": 0.9, "weight_decay": 0.1}, {"momentum": 0.9, "weight_decay": 0.1}),
+    ("adam", {"weight_decay": 0.1}, {"weight_decay": 0.1}),
+    ("rmsprop", {"momentum": 0.5, "weight_decay": 0.1}, {"momentum": 0.5, "weight_decay": 0.1}),
 ])
 def test_optimizer_steps_match_torch_on_a_quadratic(kind, kw, torch_kw):
     torch = pytest.importorskip("torch")

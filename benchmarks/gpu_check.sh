@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GPU checks of one device session, as one script: CuPy tests, then CuPy vs torch CUDA.
 #   bash benchmarks/gpu_check.sh [OUTDIR]
-# Where the machine lacks jsonschema, put its wheels in .whl/ first (see docs/ARCHITECTURE.md).
+# Where the GPU machine lacks a dependency (jsonschema, say) and cannot reach an index, bring wheels
+# in .whl/ (ignored by git), e.g. for a Python 3.12 machine:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+#       -d .whl jsonschema jsonschema-specifications referencing rpds-py
 set -o pipefail
 OUT=${1:-${OUT:-/tmp/gpu_check}}
 mkdir -p "$OUT"

@@ -91,6 +91,20 @@ BENCHES = [
           note="the control for tcn_adding: the first marker lies outside the last output's receptive field"),
     Bench("tcn_mackey_glass", "specs/tcn.yaml", "one-step NRMSE < 0.05", "<", 0.05),
     Bench("anbncn", "specs/anbncn.yaml", "solved up to n >= 30 (half the seeds)", ">=", 30),
+    # the other example specs, each against the target of its header comment
+    Bench("dcm", "specs/dcm.yaml", "embedded Reber: >= 99% strings fully correct", ">=", 0.99),
+    Bench("deep_lstm", "specs/deep_lstm.yaml", "text: cross-entropy < 1.5 nats/char", "<", 1.5, metric="nats"),
+    Bench("bidirectional_lstm", "specs/bidirectional_lstm.yaml", "denoising: mse to the clean series < 0.002",
+          "<", 0.002, metric="mse"),
+    Bench("leaky", "specs/leaky.yaml", "adding T = 50: mse < 0.05", "<", 0.05),
+    Bench("lstm_peephole", "specs/lstm_peephole.yaml", "one-step NRMSE < 0.05", "<", 0.05),
+    Bench("many_to_one", "specs/many_to_one.yaml", "adding T = 50: mse < 0.01", "<", 0.01),
+    Bench("one_to_many", "specs/one_to_many.yaml", "generates a^n b^n c^n exactly for n in [1, 10]", ">=", 10),
+    Bench("teacher_forcing", "specs/teacher_forcing.yaml", "text, teacher forcing off: cross-entropy < 1.9 nats/char",
+          "<", 1.9, metric="nats"),
+    Bench("gru", "specs/gru.yaml", "copy memory lag 20: >= 95% recalled", ">=", 0.95),
+    Bench("lstm_1997", "specs/lstm_1997.yaml", "copy memory lag 50: >= 95% recalled", ">=", 0.95),
+    Bench("lstm_gers2000", "specs/lstm_gers2000.yaml", "a^n b^n: solved up to n = 50", ">=", 50),
 ]
 PAIRS = [  # (title, a, b, png, what is plotted)
     ("adding T = 100: LSTM vs Elman", "adding_lstm", "adding_elman", "adding_curves.png"),

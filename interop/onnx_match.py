@@ -93,10 +93,15 @@ def _recurrent_rows(cell, internal, gates):
             cell.conns["R", k] = c
 
 
+def _gated_self_loop(internal):
+    """Take the gated identity u -> u at delay +-1 (the LSTM cell's keep, the GRU's carry), or None."""
+    return _take(internal, lambda c: c.source == c.target and c.weight == "identity" and abs(c.delay) == 1
+                 and _gate(c) and c.bias is None)
+
+
 def _lstm(program, units, internal):
     internal = list(internal)
-    keep = _take(internal, lambda c: c.source == c.target and c.weight == "identity" and abs(c.delay) == 1
-                 and _gate(c) and c.bias is None)
+    keep = _gated_self_loop(internal)
     if keep is None:
         return None
     c_unit, f, delay = keep.source, keep.gate.unit, keep.delay
@@ -146,8 +151,7 @@ def _lstm(program, units, internal):
 
 def _gru(program, units, internal):
     internal = list(internal)
-    carry = _take(internal, lambda c: c.source == c.target and c.weight == "identity" and abs(c.delay) == 1
-                  and _gate(c) and c.bias is None)
+    carry = _gated_self_loop(internal)
     if carry is None:
         return None
     h, z, delay = carry.source, carry.gate.unit, carry.delay

@@ -1,5 +1,9 @@
-"""Helpers for tests: random inputs and targets that fit a program's inputs and outputs."""
+"""Helpers for tests: random inputs and targets that fit a program's inputs and outputs, and
+`timeloom` commands run in-process."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import yaml
 from hypothesis import strategies as st
@@ -118,3 +122,30 @@ def random_specs(draw, backward=True):
         outputs[name] = {"loss": draw(st.sampled_from(losses)), "at": draw(st.sampled_from(["all", "last", "mask"]))}
     return {"timeloom": 1, "name": "random", "inputs": inputs, "units": units,
             "connections": conns, "outputs": outputs}
+
+
+# -- the CLI in-process ----------------------------------------------------------------------------
+def cli_in(cwd, args):
+    """`timeloom ARGS` in this process (typer's CliRunner) with `cwd` as the working directory."""
+    from typer.testing import CliRunner
+
+    import cli
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(cli.app, [str(a) for a in args])
+    finally:
+        os.chdir(old)
+
+
+def only_run(folder: Path) -> Path:
+    """The one run directory `timeloom run` made under folder/runs."""
+    runs = sorted((Path(folder) / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def final_params(rundir: Path) -> dict:
+    """The parameters of a run directory's newest checkpoint."""
+    from runtime.train import checkpoint
+    return checkpoint.load(checkpoint.latest(Path(rundir) / "checkpoints")).params

@@ -5,15 +5,13 @@ The browser tests skip when no Chromium is installed (.ci/run installs it).
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from support import cli_in
 
-import cli
 from runtime.diagnostics import browser, viewer
 from runtime.diagnostics.report import SECTIONS
 
@@ -25,12 +23,7 @@ needs_chromium = pytest.mark.skipif(browser.find() is None,
 
 
 def invoke(args, cwd: Path):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli.app, list(map(str, args)))
-    finally:
-        os.chdir(old)
+    return cli_in(cwd, args)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ Until the built-in data tasks land, a tiny task with their interface stands in f
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from support import cli_in, final_params, only_run
 
-import cli
 from runtime.train import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,22 +129,7 @@ def tiny(monkeypatch):
 
 
 def invoke(args, cwd: Path):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli.app, ["run", *map(str, args)])
-    finally:
-        os.chdir(old)
-
-
-def only_run(folder: Path) -> Path:
-    runs = sorted((folder / "runs").iterdir())
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def final_params(rundir: Path) -> dict:
-    return checkpoint.load(checkpoint.latest(rundir / "checkpoints")).params
+    return cli_in(cwd, ["run", *args])
 
 
 # -- in-process runs ---------------------------------------------------------------------------------

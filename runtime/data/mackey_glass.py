@@ -154,12 +154,10 @@ class MackeyGlass(Task):
         count (masked), so that the reservoir's start-up transient stays out of val_loss."""
         if self._validation is None:
             if self.seq_len is None or self.n_val < self.seq_len:
-                c = self.context()
-                x, y = self.window(self.n_train - c, self.length, self.val_inputs)
-                mask = np.ones((len(x), 1))
-                mask[:c] = 0
-                self._validation = [Batch({self.input: x[:, None]}, {self.output: y[:, None]},
-                                          masks={self.output: mask})]
+                (whole,) = self.evaluation_batches()
+                mask = np.ones(whole.targets[self.output].shape[:2])
+                mask[:self.context()] = 0
+                self._validation = [Batch(whole.inputs, whole.targets, masks={self.output: mask})]
             else:
                 starts = np.arange(self.n_train, self.length - self.seq_len + 1, self.seq_len)
                 xs, ys = zip(*(self.window(s, s + self.seq_len, self.val_inputs) for s in starts))

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import cli_in, final_params, only_run, random_batch
 
 from compiler import compile_spec
 from runtime import Network
-from support import random_batch
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -77,28 +77,15 @@ RUNS = {  # spec -> overrides that keep one epoch to a few steps
 
 
 def _run(tmp_path, name, backend, extra=()):
-    import os
-
-    from typer.testing import CliRunner
-
-    import cli
-    from runtime.train import checkpoint
-
     folder = tmp_path / backend
     folder.mkdir()
-    args = ["run", str(SPECS / f"{name}.yaml"), "--epochs", "1", "--backend", backend, "--dtype", "float64",
+    args = ["run", SPECS / f"{name}.yaml", "--epochs", "1", "--backend", backend, "--dtype", "float64",
             "--quiet", *extra]
     for o in RUNS[name]:
         args += ["--set", o]
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        result = CliRunner().invoke(cli.app, args)
-    finally:
-        os.chdir(old)
+    result = cli_in(folder, args)
     assert result.exit_code == 0, result.output
-    (run,) = (folder / "runs").iterdir()
-    return checkpoint.load(checkpoint.latest(run / "checkpoints")).params, result.output
+    return final_params(only_run(folder)), result.output
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
@@ -107,7 +94,7 @@ def test_cupy_run_trains_like_numpy(name, tmp_path):
     _gpu_or_skip()
     extra = ["--no-report"] if name != "embedded_reber" else []  # one run writes report.html on the GPU
     p_cpu, _ = _run(tmp_path, name, "numpy", extra)
-    p_gpu, out = _run(tmp_path, name, "cupy", extra)
+    p_gpu, _ = _run(tmp_path, name, "cupy", extra)
     assert set(p_cpu) == set(p_gpu)
     for k in p_cpu:
         np.testing.assert_allclose(p_gpu[k], p_cpu[k], rtol=1e-6, atol=1e-8, err_msg=k)

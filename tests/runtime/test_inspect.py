@@ -9,16 +9,14 @@ numpy.linalg.eigvals of the same matrix.
 from __future__ import annotations
 
 import csv
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
+from support import cli_in
 
-import cli
 from compiler import compile_spec
 from runtime import Network
 from runtime.data import Batch
@@ -276,12 +274,7 @@ def test_viewer_handles_a_few_thousand_nodes_quickly():
 
 # -- the commands ---------------------------------------------------------------------------------
 def invoke(args, cwd):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli.app, ["inspect", *map(str, args)])
-    finally:
-        os.chdir(old)
+    return cli_in(cwd, ["inspect", *args])
 
 
 def test_inspect_gradients_writes_png_and_csv_before_and_after_training(tmp_path):

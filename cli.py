@@ -65,6 +65,19 @@ def _summary(program) -> str:
     return "\n".join(lines)
 
 
+def _time_loop(program) -> str:
+    """Whether `timeloom run` compiles the time loop here, and if not, why."""
+    from runtime import jit
+    from runtime.backend import Backend
+    n = sum(1 for c in program.components if c.recurrent)
+    if n == 0:
+        return "  time loop: nothing to scan (no recurrent component)"
+    why = jit.why_not(Backend("numpy"))
+    if why is None:
+        return f"  time loop: {n} compiled scan{'s' if n != 1 else ''} (numba, NumPy backend)"
+    return f"  time loop: interpreted in every component: {why}"
+
+
 @app.command()
 def compile(
     spec: Path = typer.Argument(..., help="the YAML spec"),
@@ -74,12 +87,23 @@ def compile(
     steps: int = typer.Option(5, "--steps", "-T", min=1, help="time steps to unroll"),
     unrolled: Optional[bool] = typer.Option(None, "--unrolled/--folded",
                                             help="unrolled graph (default when --steps is given) or folded"),
+    emit_step: Optional[Path] = typer.Option(None, "--emit-step",
+                                             help="write the generated source of the compiled time loop "
+                                                  "(one scan per recurrent component) to this file"),
 ):
     """Validate SPEC, print a summary, and optionally write its folded or unrolled graph."""
     program = _load(spec)
     for w in program.warnings:
         typer.echo(str(w), err=True)
     typer.echo(_summary(program))
+    typer.echo(_time_loop(program))
+    if emit_step is not None:
+        from runtime.jit.codegen import emit
+        try:
+            emit_step.write_text(emit(program))
+        except OSError as e:
+            _fail(TimeloomError(f"cannot write {emit_step}: {e.strerror or e}"))
+        typer.echo(f"wrote {emit_step}")
     if output is None:
         return
     from compiler import draw

@@ -12,83 +12,27 @@ gradient as one GEMM over all steps after the scan.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from . import jit
 from . import primitives as P
+from .plan import make_plan
 from .tape import Tape
 
 
-@dataclass
-class Group:
-    """Full-weight connections sharing a source and a delay: one GEMM."""
-
-    source: str
-    delay: int
-    members: list  # [Connection]
-    slices: dict = field(default_factory=dict)  # connection name -> slice of the fused output
-    width: int = 0
-
-
-@dataclass
-class Plan:
-    units: tuple
-    direction: int
-    hoist_groups: list  # [Group] external, full, no source gate
-    hoist_single: dict  # unit -> [Connection] external, other weights or source-gated by an external gate
-    late_gate: set  # names of hoisted connections whose target gate lies inside the component
-    step_groups: list  # [Group] internal full connections without source gate
-    terms: dict  # unit -> [(kind, connection, group)] summed inside the scan: "group" (a fused step
-    # GEMM's slice), "single" (any other in-scan connection), "late" (hoisted, gated inside)
-
-
-def _group(conns, size):
-    groups = {}
-    for c in conns:
-        key = (c.source, c.delay)
-        if key not in groups:
-            groups[key] = Group(c.source, c.delay, [])
-        groups[key].members.append(c)
-    for g in groups.values():
-        start = 0
-        for c in g.members:
-            n = size(c.target)
-            g.slices[c.name] = slice(start, start + n)
-            start += n
-        g.width = start
-    return list(groups.values())
-
-
-def make_plan(program, comp) -> Plan:
-    inside = set(comp.units)
-    hoist_full, hoist_single, step_full, step_single, late = [], {}, [], {}, set()
-    for u in comp.units:
-        for c in program.incoming(u):
-            gate_in = c.gate is not None and c.gate.unit in inside
-            source_gated = c.gate is not None and c.gate.at == "source"
-            if c.source not in inside and not (gate_in and source_gated):
-                if gate_in:
-                    late.add(c.name)
-                (hoist_full.append(c) if c.weight == "full" and not source_gated
-                 else hoist_single.setdefault(u, []).append(c))
-            elif c.weight == "full" and not source_gated and c.source in inside:
-                step_full.append(c)
-            else:
-                step_single.setdefault(u, []).append(c)
-    step_groups = _group(step_full, program.size)
-    group_of = {c.name: g for g in step_groups for c in g.members}
-    terms = {u: [("group", c, group_of[c.name]) for c in step_full if c.target == u]
-             + [("single", c, None) for c in step_single.get(u, ())]
-             + [("late", c, None) for c in program.incoming(u) if c.name in late] for u in comp.units}
-    return Plan(comp.units, comp.direction, _group(hoist_full, program.size), hoist_single, late,
-                step_groups, terms)
-
-
 class FastExecutor:
-    def __init__(self, program, backend):
+    def __init__(self, program, backend, jit_scans: bool | None = None):
+        """`jit_scans`: run each recurrent component's time loop as a compiled scan (None: when
+        runtime.jit.enabled says so; True: require it; False: the interpreted scan)."""
         self.program = program
         self.b = backend
         self.xp = backend.xp
         self.plans = [make_plan(program, comp) for comp in program.components]
+        self.compiled = {}  # id(plan) -> CompiledScan, for every recurrent component when the JIT is on
+        if jit_scans and not jit.enabled(backend):
+            from compiler.errors import TimeloomError
+            raise TimeloomError(f"compiled scans are not available: {jit.why_not(backend)}")
+        if jit.enabled(backend) if jit_scans is None else jit_scans:
+            from .jit.scan import CompiledScan
+            self.compiled = {id(p): CompiledScan(program, p) for p in self.plans if p.direction != 0}
         self._work = {}  # (key, shape) -> array reused across calls (see _buffer)
 
     def _buffer(self, key, shape, zero=False):
@@ -211,6 +155,12 @@ class FastExecutor:
         for u in plan.units:
             if units[u].leak is not None:
                 A[u] = self._buffer(("A", u), (T, B, units[u].size))
+        compiled = self.compiled.get(id(plan))
+        if compiled is not None:
+            compiled.forward(self.b.dtype, reads, params, consts,
+                             {"Y": H, "pre": pre, "A": A, "G": GLIN, "L": LIN},
+                             lambda g: self._weights(g, params, consts))
+            return
         delayed = [g for g in plan.step_groups if g.delay != 0]
         for t in steps:
             done = set()
@@ -305,20 +255,35 @@ class FastExecutor:
                 dH[name][tau] += inside
 
     def _scan_backward(self, plan, params, consts, H, A, LIN, GLIN, dH, dNET, dLIN, dnet, grads, reads):
-        xp, T, B = self.xp, reads.T, reads.B
+        T, B = reads.T, reads.B
         units = self.program.units
-        steps = range(T - 1, -1, -1) if plan.direction > 0 else range(T)
-        weights = {id(g): self._weights(g, params, consts)[0] for g in plan.step_groups}
         dG = {id(g): self._buffer(("dG", id(g)), (T, B, g.width)) for g in plan.step_groups}
         for u in plan.units:
             dNET[u] = self._buffer(("dNET", u), (T, B, units[u].size))
+        compiled = self.compiled.get(id(plan))
         dS = {}  # per-step d(lin) of single connections with a weight or bias: gradients after the scan
         for u, terms in plan.terms.items():
             for kind, c, _ in terms:
                 if kind == "late":
                     dLIN[c.name] = self._buffer(("dLIN", c.name), LIN[c.name].shape)
-                elif kind == "single" and (c.weight in ("full", "diagonal") or c.bias is not None):
+                elif kind == "single" and (c.has_param or c.bias is not None or compiled is not None):
                     dS[c.name] = self._buffer(("dS", c.name), (T, B, units[u].size))
+        if compiled is not None:
+            compiled.backward(self.b.dtype, reads, params, consts,
+                              {"Y": H, "A": A, "G": GLIN, "L": LIN, "dY": dH, "dNET": dNET, "dG": dG,
+                               "dS": dS, "dL": dLIN},
+                              lambda g: self._weights(g, params, consts), grads, dnet)
+        else:
+            self._scan_steps_backward(plan, params, consts, H, A, LIN, GLIN, dH, dNET, dLIN, dnet, dG, dS,
+                                      grads, reads)
+        self._scan_grads(plan, params, H, dG, dS, grads, reads)
+
+    def _scan_steps_backward(self, plan, params, consts, H, A, LIN, GLIN, dH, dNET, dLIN, dnet, dG, dS,
+                             grads, reads):
+        xp, T = self.xp, reads.T
+        units = self.program.units
+        steps = range(T - 1, -1, -1) if plan.direction > 0 else range(T)
+        weights = {id(g): self._weights(g, params, consts)[0] for g in plan.step_groups}
         zero_groups, delayed = {}, []
         for g in plan.step_groups:
             (zero_groups.setdefault(g.source, []) if g.delay == 0 else delayed).append(g)
@@ -356,13 +321,16 @@ class FastExecutor:
                         self._single_backward(c, t, dn, params, consts, H, dH, dS, grads, reads)
             for g in delayed:
                 flush(g, t)
-        # weight gradients: one GEMM (or reduction) over all steps for each group and connection
+
+    def _scan_grads(self, plan, params, H, dG, dS, grads, reads):
+        """Weight gradients of a scan: one GEMM (or reduction) over all steps for each group and
+        connection."""
         for g in plan.step_groups:
             X = reads.shift(g.source, H[g.source], g.delay, params)
             self._group_grads(g, X, dG[id(g)], grads)
         for u, terms in plan.terms.items():
             for kind, c, _ in terms:
-                if c.name in dS:
+                if c.name in dS and (c.has_param or c.bias is not None):
                     xs = reads.shift(c.source, H[c.source], c.delay, params)
                     if c.gate is not None and c.gate.at == "source":
                         xs = self._gv(c, H, slice(None)) * xs

@@ -18,12 +18,16 @@ EXECUTORS = {"fast": FastExecutor, "reference": ReferenceExecutor}
 class Network:
     """A compiled spec with its parameters.
 
-    `params`: name -> array (assignable, names as in DESIGN.md). Inputs are
+    `params`: name -> array (assignable, names as in docs/ARCHITECTURE.md). Inputs are
     {input_name: (T, B, size)} arrays; outputs likewise (time-major).
+
+    `jit` (fast executor): None compiles each recurrent component's time loop with numba
+    when it can (NumPy backend, numba importable, TIMELOOM_JIT not 0); False interprets the
+    loop in Python; True requires the compiled loop. All three give the same results.
     """
 
     def __init__(self, program, backend: str = "numpy", dtype: str = "float32", seed: int = 0,
-                 executor: str = "fast"):
+                 executor: str = "fast", jit: bool | None = None):
         self.program = program
         self.backend = Backend(backend, dtype)
         self.xp = self.backend.xp
@@ -33,7 +37,8 @@ class Network:
                        for c in program.connections if c.weight == "fixed"}
         if executor not in EXECUTORS:
             raise ValueError(f"unknown executor {executor!r}; use 'fast' or 'reference'")
-        self.executor = EXECUTORS[executor](program, self.backend)
+        self.executor = (FastExecutor(program, self.backend, jit) if executor == "fast"
+                         else EXECUTORS[executor](program, self.backend))
         self.state_depth = _state_depth(program)
 
     @property

@@ -22,9 +22,13 @@ ATOL = RTOL = 1e-10
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-def network(program, executor="fast", seed=0, scale=0.3):
-    """A float64 network with trainable parameters moved off their (often zero) initial values."""
-    net = runtime.Network(program, dtype="float64", executor=executor, seed=seed)
+def network(program, executor="fast", seed=0, scale=0.3, jit=None):
+    """A float64 network with trainable parameters moved off their (often zero) initial values.
+
+    jit=None: compiled scans where numba is there. The random graphs run the interpreted scan
+    (one compile per graph would cost minutes); tests/runtime/test_compiled_scan.py holds the
+    compiled scans to it and to the reference interpreter."""
+    net = runtime.Network(program, dtype="float64", executor=executor, seed=seed, jit=jit)
     rng = np.random.default_rng(seed + 1000)
     for name in net.trainable:
         net.params[name] = net.params[name] + scale * rng.standard_normal(net.params[name].shape)
@@ -50,8 +54,8 @@ def assert_two_chunks_equal_one_pass(net, program, inputs, split):
         assert_close(np.concatenate([first[u], second[u]]), whole[u], f"unit {u} over two chunks")
 
 
-def assert_executors_agree(program, inputs, targets, masks, lengths):
-    fast, ref = network(program, "fast"), network(program, "reference")
+def assert_executors_agree(program, inputs, targets, masks, lengths, jit=None):
+    fast, ref = network(program, "fast", jit=jit), network(program, "reference")
     for name in fast.params:
         np.testing.assert_array_equal(fast.params[name], ref.params[name])
     units = list(program.units)
@@ -218,7 +222,7 @@ def test_fast_executor_matches_reference_interpreter_on_random_graphs(spec, step
     program = compiler.compile_spec(spec)
     inputs, targets, masks, lengths = random_batch(program, steps, batch, np.random.default_rng(seed),
                                                    variable_lengths)
-    assert_executors_agree(program, inputs, targets, masks, lengths)
+    assert_executors_agree(program, inputs, targets, masks, lengths, jit=False)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -226,6 +230,6 @@ def test_fast_executor_matches_reference_interpreter_on_random_graphs(spec, step
 def test_chunked_forward_with_state_equals_one_pass_on_random_forward_graphs(spec, steps, data, seed):
     program = compiler.compile_spec(spec)
     split = data.draw(st.integers(1, steps - 1), label="split")
-    net = network(program, seed=seed)
+    net = network(program, seed=seed, jit=False)
     inputs, _, _, _ = random_batch(program, steps, 2, np.random.default_rng(seed))
     assert_two_chunks_equal_one_pass(net, program, inputs, split)

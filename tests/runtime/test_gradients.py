@@ -34,9 +34,12 @@ T, B = 6, 3
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-def perturbed_network(program, seed, scale=0.3):
-    """A float64 network whose trainable parameters are moved off their (often zero) initial values."""
-    net = runtime.Network(program, dtype="float64", seed=seed)
+def perturbed_network(program, seed, scale=0.3, jit=None):
+    """A float64 network whose trainable parameters are moved off their (often zero) initial values.
+
+    jit=None: the compiled scans where numba is there (the example specs); the random graphs use
+    the interpreted scan, which tests/runtime/test_compiled_scan.py holds the compiled one to."""
+    net = runtime.Network(program, dtype="float64", seed=seed, jit=jit)
     rng = np.random.default_rng(seed + 1000)
     for name in net.trainable:
         net.params[name] = net.params[name] + scale * rng.standard_normal(net.params[name].shape)
@@ -140,6 +143,6 @@ def test_fixed_weights_get_no_gradient_and_the_readout_does():
 def test_bptt_gradients_of_random_graphs_match_finite_differences(spec, steps, batch, variable_lengths, seed):
     program = compiler.compile_spec(spec)
     rng = np.random.default_rng(seed)
-    net = perturbed_network(program, seed, scale=0.2)
+    net = perturbed_network(program, seed, scale=0.2, jit=False)  # one compile per graph would cost minutes
     inputs, targets, masks, lengths = random_batch(program, steps, batch, rng, variable_lengths)
     check_fd(net, inputs, targets, lengths, masks, rng, per_param=1)

@@ -1,0 +1,382 @@
+"""The compiled scans' building blocks: one step's reads, products, activations and routes.
+
+Every generated scan (runtime/jit/codegen.py) calls these; they are compiled once per dtype
+and kept in numba's file cache. Each works on one time step of a batch, (B, n) rows:
+
+- `read` / `route`: the value of a unit or input at time tau as a connection reads it, and
+  the way back of its gradient (docs/ARCHITECTURE.md "Runtime semantics": initial state
+  before t = 0 or at padded steps, carried-in state, teacher forcing) — the compiled twin
+  of runtime/tape.py's `Reads.read` / `Reads.read_backward`;
+- `matmul_into` / `matmul_add`: an in-step product, explicit loops for small sizes and BLAS
+  above `LOOP_LIMIT` multiply-adds (measured by benchmarks/bench_small.py --gemm);
+- one forward and one backward per activation, side by side as in runtime/primitives.py.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# in-step products with fewer multiply-adds than this run as explicit loops; BLAS above
+LOOP_LIMIT = 16384
+
+_jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+
+# --- reads and their gradients ---------------------------------------------------------------
+
+@_jit
+def read(out, X, tau, fill, init, valid, teach, tmask, forced):
+    """out[:] = the value of X (T, B, n) at time tau as seen by a reading connection.
+
+    fill (K, B, n): values for tau = -K..-1 (carried-in state or initial); init (B, n): the
+    initial state (t >= T and padded steps); valid (T, B); teach: apply teacher forcing
+    (delayed reads of a forced unit): forced[tau] where tmask[tau] is 1."""
+    T, B, n = X.shape
+    if tau < 0:
+        k = fill.shape[0]
+        if k + tau >= 0:
+            out[:, :] = fill[k + tau]
+        else:
+            out[:, :] = init
+        return
+    if tau >= T:
+        out[:, :] = init
+        return
+    for b in range(B):
+        if not valid[tau, b]:
+            for j in range(n):
+                out[b, j] = init[b, j]
+        elif teach and tmask[tau, b] != 0:
+            for j in range(n):
+                out[b, j] = forced[tau, b, j]
+        else:
+            for j in range(n):
+                out[b, j] = X[tau, b, j]
+
+
+@_jit
+def route(dX, tau, d, valid, teach, tmask, fill_learns, learns, dh0):
+    """The gradient d (B, n) of one read of time tau: into dX[tau] (T, B, n), or into the
+    learned initial state dh0 (n,) where the read gave the initial state.
+
+    fill_learns (K,): whether reads of tau = -K..-1 gave the learned h0 (not a carried state);
+    learns: whether the unit has a learned h0 at all."""
+    T, B, n = dX.shape
+    if tau < 0 or tau >= T:
+        k = fill_learns.shape[0]
+        if (tau < 0 and k + tau >= 0 and fill_learns[k + tau]) or (tau >= T and learns) \
+                or (tau < 0 and k + tau < 0 and learns):
+            for b in range(B):
+                for j in range(n):
+                    dh0[j] += d[b, j]
+        return
+    for b in range(B):
+        f = 1.0
+        if teach:
+            f = 1.0 - tmask[tau, b]
+        if valid[tau, b]:
+            for j in range(n):
+                dX[tau, b, j] += d[b, j] * f
+        elif learns:
+            for j in range(n):
+                dh0[j] += d[b, j] * f
+
+
+# --- in-step products --------------------------------------------------------------------------
+
+@_jit
+def matmul_into(x, WT, out):
+    """out (B, m) = x (B, k) @ WT (k, m)."""
+    B, k = x.shape
+    m = WT.shape[1]
+    if B * k * m >= LOOP_LIMIT:
+        out[:, :] = np.dot(x, WT)
+        return
+    for b in range(B):
+        for j in range(m):
+            out[b, j] = 0.0
+        for i in range(k):
+            xi = x[b, i]
+            for j in range(m):
+                out[b, j] += xi * WT[i, j]
+
+
+@_jit
+def matmul_add(x, WT, out):
+    """out (B, m) += x (B, k) @ WT (k, m)."""
+    B, k = x.shape
+    m = WT.shape[1]
+    if B * k * m >= LOOP_LIMIT:
+        out += np.dot(x, WT)
+        return
+    for b in range(B):
+        for i in range(k):
+            xi = x[b, i]
+            for j in range(m):
+                out[b, j] += xi * WT[i, j]
+
+
+@_jit
+def add_bias(out, bias):
+    B, m = out.shape
+    for b in range(B):
+        for j in range(m):
+            out[b, j] += bias[j]
+
+
+@_jit
+def weigh(x, W, WT, diag, out):
+    """out = x @ W.T (WT: W transposed, contiguous) for a matrix weight, x * W[0] for a
+    diagonal one (W (1, n): diagonal, identity and scalar fixed weights)."""
+    if diag:
+        B, n = x.shape
+        for b in range(B):
+            for j in range(n):
+                out[b, j] = x[b, j] * W[0, j]
+    else:
+        matmul_into(x, WT, out)
+
+
+@_jit
+def weigh_back(dy, W, diag, out):
+    """The gradient of `weigh` with respect to x: dy @ W, or dy * W."""
+    if diag:
+        B, n = dy.shape
+        for b in range(B):
+            for j in range(n):
+                out[b, j] = dy[b, j] * W[0, j]
+    else:
+        matmul_into(dy, W, out)
+
+
+# --- sums, copies and gates over column blocks ----------------------------------------------
+# `src[:, lo:lo + n]` is the block of a fused product (B, width) that belongs to one connection;
+# n is the width of the other operand. Offsets travel as integers so that the generated code
+# holds no array expressions (each costs numba a long compile) and no sizes.
+
+@_jit
+def zero(out):
+    out[:, :] = 0.0
+
+
+@_jit
+def copy_cols(dst, lo, src):
+    """dst[:, lo:lo + n] = src."""
+    B, n = src.shape
+    for b in range(B):
+        for j in range(n):
+            dst[b, lo + j] = src[b, j]
+
+
+@_jit
+def add_cols(acc, src, lo):
+    """acc += src[:, lo:lo + n]."""
+    B, n = acc.shape
+    for b in range(B):
+        for j in range(n):
+            acc[b, j] += src[b, lo + j]
+
+
+@_jit
+def gated_add_cols(acc, g, complement, src, lo):
+    """acc += (g or 1 - g) * src[:, lo:lo + n]."""
+    B, n = acc.shape
+    for b in range(B):
+        for j in range(n):
+            v = 1.0 - g[b, j] if complement else g[b, j]
+            acc[b, j] += v * src[b, lo + j]
+
+
+@_jit
+def gate_mul_cols(dst, lo, g, complement, x):
+    """dst[:, lo:lo + n] = (g or 1 - g) * x."""
+    B, n = x.shape
+    for b in range(B):
+        for j in range(n):
+            v = 1.0 - g[b, j] if complement else g[b, j]
+            dst[b, lo + j] = v * x[b, j]
+
+
+@_jit
+def gate_grad_cols(dg, complement, d, other, lo):
+    """dg += d(loss)/d(gate) = +-(d * other[:, lo:lo + n])."""
+    B, n = dg.shape
+    for b in range(B):
+        for j in range(n):
+            v = d[b, j] * other[b, lo + j]
+            dg[b, j] += -v if complement else v
+
+
+# --- leaks -------------------------------------------------------------------------------------
+
+@_jit
+def leak(out, alpha, prev, a):
+    """out = alpha * prev + (1 - alpha) * a."""
+    B, n = out.shape
+    for b in range(B):
+        for j in range(n):
+            out[b, j] = alpha[j] * prev[b, j] + (1.0 - alpha[j]) * a[b, j]
+
+
+@_jit
+def scale_rows(out, s, d):
+    """out = s * d with s (n,) per unit."""
+    B, n = out.shape
+    for b in range(B):
+        for j in range(n):
+            out[b, j] = s[j] * d[b, j]
+
+
+# --- activations: forward in place on net, backward from the output a --------------------------
+# `fast` (float32 networks): tanh as a rational function that the compiler vectorises, exact to
+# a few float32 ulps; float64 networks use libm's tanh (the interpreter's results to ~1e-16).
+
+@njit(cache=True, inline="always")
+def _tanh_f32(x):
+    """tanh to float32 precision: x p(x^2) / q(x^2) on [-7.9, 7.9] (Eigen's fast tanh)."""
+    if x > 7.90531110763549805:
+        x = 7.90531110763549805
+    elif x < -7.90531110763549805:
+        x = -7.90531110763549805
+    x2 = x * x
+    p = -2.76076847742355e-16
+    p = p * x2 + 2.00018790482477e-13
+    p = p * x2 - 8.60467152213735e-11
+    p = p * x2 + 5.12229709037114e-08
+    p = p * x2 + 1.48572235717979e-05
+    p = p * x2 + 6.37261928875436e-04
+    p = p * x2 + 4.89352455891786e-03
+    q = 1.19825839466702e-06
+    q = q * x2 + 1.18534705686654e-04
+    q = q * x2 + 2.26843463243900e-03
+    q = q * x2 + 4.89352518554385e-03
+    return x * p / q
+
+
+@_jit
+def identity(x, lo, hi, fast):
+    pass
+
+
+@_jit
+def identity_back(a, da, out, lo, hi):
+    out[:, :] = da
+
+
+@_jit
+def tanh(x, lo, hi, fast):
+    B, n = x.shape
+    if fast:
+        for b in range(B):
+            for j in range(n):
+                x[b, j] = _tanh_f32(x[b, j])
+    else:
+        for b in range(B):
+            for j in range(n):
+                x[b, j] = math.tanh(x[b, j])
+
+
+@_jit
+def tanh_back(a, da, out, lo, hi):
+    B, n = a.shape
+    for b in range(B):
+        for j in range(n):
+            out[b, j] = da[b, j] * (1.0 - a[b, j] * a[b, j])
+
+
+@_jit
+def sigmoid(x, lo, hi, fast):
+    """sigma(x) = (1 + tanh(x/2)) / 2, the formula of runtime/primitives.py (no overflow)."""
+    scaled_sigmoid(x, 0.0, 1.0, fast)
+
+
+@_jit
+def sigmoid_back(a, da, out, lo, hi):
+    B, n = a.shape
+    for b in range(B):
+        for j in range(n):
+            out[b, j] = da[b, j] * a[b, j] * (1.0 - a[b, j])
+
+
+@_jit
+def scaled_sigmoid(x, lo, hi, fast):
+    B, n = x.shape
+    if fast:
+        for b in range(B):
+            for j in range(n):
+                x[b, j] = (0.5 * _tanh_f32(0.5 * x[b, j]) + 0.5) * (hi - lo) + lo
+    else:
+        for b in range(B):
+            for j in range(n):
+                x[b, j] = (0.5 * math.tanh(0.5 * x[b, j]) + 0.5) * (hi - lo) + lo
+
+
+@_jit
+def scaled_sigmoid_back(a, da, out, lo, hi):
+    B, n = a.shape
+    for b in range(B):
+        for j in range(n):
+            out[b, j] = da[b, j] * ((a[b, j] - lo) * (hi - a[b, j]) / (hi - lo))
+
+
+@_jit
+def relu(x, lo, hi, fast):
+    B, n = x.shape
+    for b in range(B):
+        for j in range(n):
+            if x[b, j] < 0.0:
+                x[b, j] = 0.0
+
+
+@_jit
+def relu_back(a, da, out, lo, hi):
+    B, n = a.shape
+    for b in range(B):
+        for j in range(n):
+            out[b, j] = da[b, j] if a[b, j] > 0.0 else 0.0
+
+
+@_jit
+def softplus(x, lo, hi, fast):
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
+    B, n = x.shape
+    for b in range(B):
+        for j in range(n):
+            v = x[b, j]
+            x[b, j] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+@_jit
+def softplus_back(a, da, out, lo, hi):
+    B, n = a.shape
+    for b in range(B):
+        for j in range(n):
+            out[b, j] = da[b, j] * -math.expm1(-a[b, j])
+
+
+@_jit
+def softmax(x, lo, hi, fast):
+    B, n = x.shape
+    for b in range(B):
+        m = x[b, 0]
+        for j in range(1, n):
+            m = max(m, x[b, j])
+        s = 0.0
+        for j in range(n):
+            x[b, j] = math.exp(x[b, j] - m)
+            s += x[b, j]
+        for j in range(n):
+            x[b, j] /= s
+
+
+@_jit
+def softmax_back(a, da, out, lo, hi):
+    B, n = a.shape
+    for b in range(B):
+        s = 0.0
+        for j in range(n):
+            s += da[b, j] * a[b, j]
+        for j in range(n):
+            out[b, j] = a[b, j] * (da[b, j] - s)

@@ -1,0 +1,202 @@
+"""The compiled scans (runtime/jit) against the interpreted scan and the reference interpreter.
+
+Oracles: the reference interpreter (walks the unrolled graph node by node) and the fast
+executor's interpreted scan, in float64 to 1e-12: outputs, returned state, loss, every
+gradient and the per-step error signals, with variable lengths, carried-in state and teacher
+forcing; the numba file cache (a second process loads, does not compile); and the fallback
+when numba cannot be imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import load_small, random_batch, random_specs
+
+import compiler
+import runtime
+from runtime import jit
+
+pytestmark = pytest.mark.skipif(not jit.numba_available(), reason="numba is not installed")
+
+T, B = 7, 3
+TOL = 1e-12
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def networks(program, seed=0, scale=0.3):
+    """compiled, interpreted, reference: float64 networks with the same perturbed parameters."""
+    nets = [runtime.Network(program, dtype="float64", seed=seed, jit=True),
+            runtime.Network(program, dtype="float64", seed=seed, jit=False),
+            runtime.Network(program, dtype="float64", seed=seed, executor="reference")]
+    rng = np.random.default_rng(seed + 1000)
+    for name in nets[0].trainable:
+        p = nets[0].params[name] + scale * rng.standard_normal(nets[0].params[name].shape)
+        for net in nets:
+            net.params[name] = p.copy()
+    assert nets[0].executor.compiled, "no compiled scan"
+    return nets
+
+
+def close(a, b, what):
+    np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL, err_msg=what)
+
+
+def teacher_for(program, steps, batch, rng):
+    """Teacher forcing of every unit that a delayed connection reads, on a random half of the steps."""
+    read = {c.source for c in program.connections if c.delay > 0 and c.source in program.units}
+    return {u: (rng.standard_normal((steps, batch, program.units[u].size)),
+                (rng.random((steps, batch)) > 0.5).astype(float)) for u in sorted(read)}
+
+
+def assert_all_agree(program, inputs, targets, masks, lengths, state=None, teacher=None, seed=0):
+    nets = networks(program, seed)
+    units = list(program.units)
+    runs = []
+    for net in nets:
+        out, carried = net.forward(inputs, lengths=lengths, units=units, state=state, teacher=teacher,
+                                   return_state=True)
+        loss, grads = net.loss_and_grads(inputs, targets, lengths=lengths, masks=masks, state=state,
+                                         teacher=teacher)
+        _, deltas = net.state_gradients(inputs, targets, lengths=lengths, masks=masks, state=state,
+                                        teacher=teacher)
+        runs.append((out, carried, loss, grads, deltas))
+    names = ("compiled", "interpreted", "reference")
+    for (out, carried, loss, grads, deltas), other in zip(runs[1:], names[1:]):
+        c_out, c_carried, c_loss, c_grads, c_deltas = runs[0]
+        for u in units:
+            close(c_out[u], out[u], f"output of {u}: compiled vs {other}")
+            close(c_deltas[u], deltas[u], f"error signal of {u}: compiled vs {other}")
+        for u in carried:
+            close(c_carried[u], carried[u], f"returned state of {u}: compiled vs {other}")
+        close(c_loss, loss, f"loss: compiled vs {other}")
+        assert set(c_grads) == set(grads)
+        for p in grads:
+            close(c_grads[p], grads[p], f"gradient of {p}: compiled vs {other}")
+
+
+def forward_only(program):
+    return all(c.delay >= 0 for c in program.connections) and all(c.direction >= 0 for c in program.components)
+
+
+def carried_state(program, rng, batch):
+    """A random state as `forward(..., return_state=True)` returns it."""
+    depth = runtime.network._state_depth(program)
+    return {u: rng.standard_normal((k, batch, program.size(u))) for u, k in depth.items()}
+
+
+# -- the example specs -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["full", "lengths", "state+teacher"])
+def test_compiled_scan_equals_interpreter_and_reference_on_every_example_spec(spec_path, case):
+    program = load_small(spec_path)
+    if not any(c.recurrent for c in program.components):
+        pytest.skip("no recurrent component: nothing is scanned")
+    rng = np.random.default_rng(11)
+    inputs, targets, masks, lengths = random_batch(program, T, B, rng, case == "lengths")
+    state = teacher = None
+    if case == "state+teacher":
+        if not forward_only(program):
+            pytest.skip("reads the future: no state to carry in")
+        state, teacher = carried_state(program, rng, B), teacher_for(program, T, B, rng)
+    assert_all_agree(program, inputs, targets, masks, lengths, state, teacher)
+
+
+def test_float32_compiled_scan_stays_close_to_the_interpreted_one():
+    """float32: a vectorised tanh (a few ulps) instead of NumPy's; same results to float32 precision."""
+    program = compiler.compile_spec(ROOT / "specs" / "lstm_peephole.yaml")
+    compiled = runtime.Network(program, dtype="float32", seed=0, jit=True)
+    interpreted = runtime.Network(program, dtype="float32", seed=0, jit=False)
+    inputs, targets, masks, _ = random_batch(program, 20, 4, np.random.default_rng(0))
+    lc, gc = compiled.loss_and_grads(inputs, targets, masks=masks)
+    li, gi = interpreted.loss_and_grads(inputs, targets, masks=masks)
+    assert abs(lc - li) <= 1e-5 * abs(li)
+    for p in gi:
+        np.testing.assert_allclose(gc[p], gi[p], rtol=2e-3, atol=2e-5 * np.abs(gi[p]).max(), err_msg=p)
+
+
+# -- random graphs ---------------------------------------------------------------------------------
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=random_specs(), steps=st.integers(1, 6), batch=st.integers(1, 3),
+       variable_lengths=st.booleans(), seed=st.integers(0, 2**16))
+def test_compiled_scan_equals_interpreter_and_reference_on_random_graphs(spec, steps, batch, variable_lengths,
+                                                                         seed):
+    """Delays -3..3, forward and backward components, gates at target/source/complement, leaks,
+    diagonal/identity/fixed weights, connection biases, learned initial states, lengths; forward
+    graphs also with carried-in state and teacher forcing. (Few examples: each graph compiles.)"""
+    program = compiler.compile_spec(spec)
+    if not any(c.recurrent for c in program.components):
+        return
+    rng = np.random.default_rng(seed)
+    inputs, targets, masks, lengths = random_batch(program, steps, batch, rng, variable_lengths)
+    state = teacher = None
+    if forward_only(program):
+        state, teacher = carried_state(program, rng, batch), teacher_for(program, steps, batch, rng)
+    assert_all_agree(program, inputs, targets, masks, lengths, state, teacher, seed=seed % 100)
+
+
+# -- the cache, the fallback, the switch -------------------------------------------------------------
+
+_CHILD = textwrap.dedent("""
+    import json, numpy as np, compiler, runtime
+    from runtime.jit import cache
+    net = runtime.Network(compiler.compile_spec("specs/elman.yaml"), dtype="float64")
+    x = {"x": np.ones((3, 2, 27))}
+    net.forward(x)
+    (scan,) = net.executor.compiled.values()
+    print(json.dumps({"from_cache": cache.loaded_from_cache(scan.module),
+                      "versions": cache.compiled_signatures(scan.module),
+                      "file": str(Path(scan.module.__file__).parent)}))
+""").replace("import json,", "from pathlib import Path\nimport json,")
+
+
+def test_a_second_process_loads_the_compiled_scan_from_the_cache_without_compiling(tmp_path):
+    env = dict(os.environ, TIMELOOM_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    env.pop("TIMELOOM_JIT", None)
+    runs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", _CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["from_cache"] is False and first["versions"] == 1, first
+    assert second["from_cache"] is True and second["versions"] == 1, second
+    assert Path(first["file"]) == tmp_path / "scans"
+    assert list((tmp_path / "scans").glob("scan_*.py")), "no generated source in the cache folder"
+
+
+def test_without_numba_the_interpreted_scan_runs_with_the_same_results(monkeypatch):
+    program = load_small(ROOT / "specs" / "lstm_peephole.yaml")
+    inputs, targets, masks, _ = random_batch(program, T, B, np.random.default_rng(2))
+    compiled = networks(program)[0]
+    want = compiled.loss_and_grads(inputs, targets, masks=masks)
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    assert not jit.numba_available()
+    net = runtime.Network(program, dtype="float64", seed=0)
+    assert not net.executor.compiled
+    assert "numba cannot be imported" in jit.why_not(net.backend)
+    net.params = {k: v.copy() for k, v in compiled.params.items()}
+    loss, grads = net.loss_and_grads(inputs, targets, masks=masks)
+    close(loss, want[0], "loss without numba")
+    for p in grads:
+        close(grads[p], want[1][p], f"gradient of {p} without numba")
+    with pytest.raises(compiler.TimeloomError, match="numba"):
+        runtime.Network(program, jit=True)
+
+
+def test_timeloom_jit_0_turns_the_compiled_scans_off(monkeypatch):
+    program = load_small(ROOT / "specs" / "elman.yaml")
+    monkeypatch.setenv("TIMELOOM_JIT", "0")
+    assert not runtime.Network(program).executor.compiled
+    monkeypatch.setenv("TIMELOOM_JIT", "1")
+    assert runtime.Network(program).executor.compiled

@@ -212,14 +212,15 @@ def machine_info() -> str:
     return ", ".join(parts)
 
 
-def lstm_problem(spec: dict, B: int, I: int, H: int, T: int, seed: int = 0):
-    """(net, inputs, targets): a float32 fast-executor network for `spec` and a random batch."""
+def lstm_problem(spec: dict, B: int, I: int, H: int, T: int, seed: int = 0, jit=None):
+    """(net, inputs, targets): a float32 fast-executor network for `spec` and a random batch
+    (jit=False: the interpreted scan)."""
     import numpy as np
 
     import compiler
     import runtime
 
-    net = runtime.Network(compiler.compile_spec(spec), dtype="float32", executor="fast")
+    net = runtime.Network(compiler.compile_spec(spec), dtype="float32", executor="fast", jit=jit)
     rng = np.random.default_rng(seed)
     inputs = {"x": rng.standard_normal((T, B, I)).astype(np.float32)}
     targets = {"enc.h": rng.standard_normal((T, B, H)).astype(np.float32)}

@@ -35,16 +35,17 @@ def main(argv=None):
     common.setup_threads()
     print(common.machine_info())
 
-    from runtime import executor, primitives, tape
+    from runtime import executor, hoist, primitives, scan, tape
 
     (B, I, H), = args.size
     T = args.steps
-    net, inputs, targets = common.lstm_problem(spec_for(args.cell, I, H), B, I, H, T)
+    net, inputs, targets = common.lstm_problem(spec_for(args.cell, I, H), B, I, H, T, jit=False)
     net.loss_and_grads(inputs, targets)
 
     lp = LineProfiler()
     targets_fns = [getattr(executor.FastExecutor, n) for n in dir(executor.FastExecutor)
                    if callable(getattr(executor.FastExecutor, n)) and not n.startswith("__")]
+    targets_fns += [f for m in (hoist, scan) for n, f in vars(m).items() if callable(f) and f.__module__ == m.__name__]
     targets_fns += [tape.Reads.read, tape.Reads.read_backward, tape.Reads.shift, primitives._sigmoid]
     for f in targets_fns:
         lp.add_function(f)

@@ -6,7 +6,7 @@
 cProfile sees Python functions and C functions called by name (np.matmul, ndarray.copy,
 ndarray.sum, np.concatenate, ...); arithmetic written with operators (a * b, a += b, x @ W)
 is not a call, so its time shows up as the *tottime* of the Python function whose line
-runs it (e.g. FastExecutor._scan / _scan_backward). "per step" divides by iterations * T.
+runs it (e.g. runtime.scan.forward / backward). "per step" divides by iterations * T.
 
 The last line reports user/sys CPU time and minor page faults per call: sys time is the
 kernel mapping and zeroing fresh pages for the (T, B, n) buffers allocated on every call.

@@ -68,6 +68,12 @@ class Gate:
     at: str = "target"  # "target": g * (W src); "source": W (g * src)
 
 
+# The weight kinds that are parameters (and so carry a gradient when trainable); identity and
+# fixed weights are constants. The one place this rule lives: everything else asks
+# `Connection.has_param` or this tuple.
+WEIGHTS_WITH_PARAMS = ("full", "diagonal")
+
+
 @dataclass
 class Connection:
     name: str  # the parameter name of its weight, e.g. "h->h@1" (also its identity)
@@ -84,7 +90,7 @@ class Connection:
 
     @property
     def has_param(self) -> bool:
-        return self.weight in ("full", "diagonal")
+        return self.weight in WEIGHTS_WITH_PARAMS
 
 
 @dataclass

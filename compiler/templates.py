@@ -13,7 +13,7 @@ from . import normalize
 from .blocks import BUILTINS
 from .errors import SpecIssue
 from .loader import Positions
-from .model import Connection, Output, Pos, Unit
+from .model import WEIGHTS_WITH_PARAMS, Connection, Output, Pos, Unit
 from .parameters import references, substitute
 from .schema import did_you_mean, validate_template_body
 
@@ -308,7 +308,7 @@ class Expander:
             taps = port.taps
         default_init = {"kind": "glorot"} if weight == "full" else (
             {"kind": "uniform", "low": -0.1, "high": 0.1} if weight == "diagonal" else None)
-        winit = normalize.init(opts.get("init"), default_init) if weight in ("full", "diagonal") else None
+        winit = normalize.init(opts.get("init"), default_init) if weight in WEIGHTS_WITH_PARAMS else None
         cbias = None
         if opts.get("bias") not in (None, False):
             cbias, _ = normalize.bias(opts["bias"])

@@ -23,7 +23,8 @@ class Network:
 
     `jit` (fast executor): None compiles each recurrent component's time loop with numba
     when it can (NumPy backend, numba importable, TIMELOOM_JIT not 0); False interprets the
-    loop in Python; True requires the compiled loop. All three give the same results.
+    loop in Python; True requires the compiled loop (whatever TIMELOOM_JIT says). All three
+    give the same results.
     """
 
     def __init__(self, program, backend: str = "numpy", dtype: str = "float32", seed: int = 0,

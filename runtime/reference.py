@@ -123,7 +123,7 @@ class ReferenceExecutor:
                 if c.bias is not None:
                     grads[f"{c.name}.bias"] += dlin.sum(axis=0)
                 xs = gv * x if (gv is not None and c.gate.at == "source") else x
-                if c.name in grads and c.weight in ("full", "diagonal"):
+                if c.name in grads and c.has_param:
                     grads[c.name] += P.weight_grad(xp, c.weight, xs, dlin)
                 dxs = P.weight_back(xp, c.weight, params.get(c.name, consts.get(c.name)), dlin)
                 if gv is not None and c.gate.at == "source":

@@ -14,7 +14,43 @@ from dataclasses import dataclass, field
 @dataclass
 class Tape:
     out: dict  # unit -> (T, B, size) outputs
-    extra: dict = field(default_factory=dict)
+    extra: object = field(default_factory=dict)  # the executor's own record (fast: Trajectories)
+
+
+@dataclass
+class Trajectories:
+    """What the fast executor's forward keeps, all steps at once, (T, B, n) arrays."""
+
+    out: dict  # unit or input -> its output h_t (for a leaky unit: after the leak)
+    squashed: dict = field(default_factory=dict)  # leaky unit -> f(net_t), before the leak
+    shifted: dict = field(default_factory=dict)  # (name, delay) -> what a connection of that delay reads
+    gated_later: dict = field(default_factory=dict)  # connection -> W x + b of a hoisted connection
+    # whose gate unit is computed inside the scan (the gate is applied step by step)
+    products: dict = field(default_factory=dict)  # id(group) -> the group's fused step product
+
+
+@dataclass
+class Errors:
+    """What the fast executor's backward fills: d loss / d of each forward quantity."""
+
+    d_out: dict  # unit -> d/d h_t (through every later step: the BPTT error signal)
+    d_net: dict = field(default_factory=dict)  # unit -> d/d net_t (before the squashing)
+    d_products: dict = field(default_factory=dict)  # id(group) -> d/d its fused step product
+    d_single: dict = field(default_factory=dict)  # in-scan connection -> d/d (W x + b)
+    d_gated_later: dict = field(default_factory=dict)  # gated-later connection -> d/d (W x + b)
+
+
+@dataclass
+class Run:
+    """One call of the fast executor: what it runs on and the records it fills."""
+
+    params: dict
+    consts: dict
+    reads: "Reads"
+    traj: Trajectories
+    errors: Errors | None = None
+    grads: dict | None = None  # parameter name -> gradient (accumulated)
+    dnet: dict = field(default_factory=dict)  # output unit -> d loss / d net given by a fused loss
 
 
 class Reads:

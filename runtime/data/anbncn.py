@@ -106,7 +106,14 @@ class AnBnCn(Task):
 
     # -- sequences ----------------------------------------------------------------------------
     def sequence(self, n: int):
-        """(inputs (L, size), targets: multi-hot (L, K) or classes (L,)) of the string for n."""
+        """(inputs (L, size), targets: multi-hot (L, K) or classes (L,)) of the string for n
+        (made once per n: batches copy them)."""
+        cache = self.__dict__.setdefault("_sequences", {})
+        if n not in cache:
+            cache[n] = self._make_sequence(n)
+        return cache[n]
+
+    def _make_sequence(self, n: int):
         if self.mode == "next_symbol":
             return one_hot(string(n, self.letters), self.letters + 1), next_sets(n, self.letters)
         classes = generated_classes(n, self.letters)
@@ -131,7 +138,10 @@ class AnBnCn(Task):
         return list(range(self.test_n[0], self.test_n[1] + 1))
 
     def validation(self) -> list:
-        return [self.batch_of(ns) for ns in batched(self.test_ns(), VALIDATION_BATCH)]
+        """The test strings in batches (made once: the same every epoch)."""
+        if "_validation" not in self.__dict__:
+            self._validation = [self.batch_of(ns) for ns in batched(self.test_ns(), VALIDATION_BATCH)]
+        return list(self._validation)
 
     # -- metric -------------------------------------------------------------------------------
     def score(self, net) -> dict:

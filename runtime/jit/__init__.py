@@ -22,16 +22,22 @@ def requested() -> bool:
     return os.environ.get("TIMELOOM_JIT", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def available(backend) -> bool:
+    """Whether compiled scans can run on this backend (whatever TIMELOOM_JIT says)."""
+    return backend.name == "numpy" and numba_available()
+
+
 def enabled(backend) -> bool:
-    return backend.name == "numpy" and requested() and numba_available()
+    """Whether a network uses them by default."""
+    return requested() and available(backend)
 
 
 def why_not(backend) -> str | None:
     """Why the time loop stays interpreted on this backend, or None when it is compiled."""
     if backend.name != "numpy":
         return f"the {backend.name} backend runs the interpreted scan (compiled scans are CPU code)"
-    if not requested():
-        return "TIMELOOM_JIT=0 is set"
     if not numba_available():
         return "numba cannot be imported (pip install numba)"
+    if not requested():
+        return "TIMELOOM_JIT=0 is set"
     return None

@@ -17,6 +17,8 @@ from ..plan import Plan
 HEADER = '''"""timeloom: a compiled scan (direction {direction:+d}), generated from a component's step program
 by runtime/jit/codegen.py. Y<j>: unit or input trajectories (T, B, n); P<i>: pre-activations;
 G<k>: fused step products; S*: single connections; L<m>: hoisted terms gated in the scan."""
+# built on runtime/jit/kernels.py {kernels}: numba's cache of this file is keyed on this file
+# alone, so a change of the kernels must change this text
 import numpy as np
 from numba import njit
 from runtime.jit.kernels import (read, route, matmul_into, add_bias, weigh, weigh_back, zero,
@@ -360,7 +362,7 @@ class _Generator:
             w.depth = 0
             w("@njit(cache=True, nogil=True, error_model='numpy')")
             body(w)
-        head = HEADER.format(direction=self.direction, activations=", ".join(acts))
+        head = HEADER.format(direction=self.direction, activations=", ".join(acts), kernels=_kernels_hash())
         return ScanSource(head + "\n".join(fw.lines) + "\n\n\n" + "\n".join(bw.lines) + "\n",
                           [r for _, r in self.forward_args()], [r for _, r in self.backward_args()],
                           dict(self.depth), self.legend())
@@ -391,6 +393,12 @@ def emit(program) -> str:
         parts.append("\n# " + "=" * 94 + f"\n# component {', '.join(_label(u) for u in comp.units)} "
                      f"({way} in time)\n" + code.legend + "\n# " + "=" * 94 + "\n" + code.source)
     return "\n".join(parts)
+
+
+def _kernels_hash() -> str:
+    import hashlib
+    from pathlib import Path
+    return hashlib.sha256((Path(__file__).parent / "kernels.py").read_bytes()).hexdigest()[:16]
 
 
 def _matrix(fixed) -> bool:

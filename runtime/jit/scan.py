@@ -23,10 +23,30 @@ def _c(a, dtype):
     return np.array(a, dtype=dtype, order="C")
 
 
+def _constant(kind, shape, dtype, value=0.0):
+    """A read-only-by-convention array of `value` (the scans never write these), made once."""
+    key = (kind, shape, np.dtype(dtype).str, value)
+    a = _CONSTANTS.get(key)
+    if a is None:
+        a = _CONSTANTS[key] = np.full(shape, value, dtype)
+    return a
+
+
+_CONSTANTS = {}
+
+
 def _fill(call, name):
     """(K, B, n): what reads of name at tau = -K..-1 give (carried-in state or initial)."""
     reads, k = call.reads, call.scan.code.read_depth[name]
+    if name not in reads.state and f"{name}.h0" not in call.params:
+        return _constant("zeros", (k, reads.B, reads.size(name)), call.dtype)
     return np.stack([_c(reads.fill_at(name, tau, call.params), call.dtype) for tau in range(-k, 0)])
+
+
+def _init(call, name):
+    if f"{name}.h0" not in call.params:
+        return _constant("zeros", (call.reads.B, call.reads.size(name)), call.dtype)
+    return _c(call.reads.initial(name, call.params), call.dtype)
 
 
 def _teacher(call, name, part):
@@ -34,7 +54,7 @@ def _teacher(call, name, part):
     if part == 0:
         return t is not None
     if t is None:
-        return call.none3 if part == 2 else call.none2
+        return _constant("none", (1, 1, 1) if part == 2 else (1, 1), call.dtype)
     return _c(t[1][..., 0], call.dtype) if part == 1 else _c(t[0], call.dtype)
 
 
@@ -53,17 +73,17 @@ def _single_weight(call, name, transposed):
     W = call.params.get(name, call.consts.get(name))
     n = call.scan.program.size(c.target)
     if c.weight == "identity":
-        W = np.ones(n, call.dtype)
+        W = _constant("ones", (n,), call.dtype, 1.0)
     elif c.weight == "fixed" and W.ndim == 0:
-        W = np.full(n, W, call.dtype)
+        W = _constant("fixed", (n,), call.dtype, float(W))
     if W.ndim == 1:
-        return call.none2 if transposed else _c(W[None, :], call.dtype)
+        return _constant("none", (1, 1), call.dtype) if transposed else _c(W[None, :], call.dtype)
     return _c(W.T if transposed else W, call.dtype)
 
 
 def _valid(call, _):
     v = call.reads.valid
-    return np.ones((call.reads.T, call.reads.B), bool) if v is None else _c(v, bool)
+    return _constant("valid", (call.reads.T, call.reads.B), bool, True) if v is None else _c(v, bool)
 
 
 _ROLES = {
@@ -78,16 +98,17 @@ _ROLES = {
     "SW": lambda call, name: _single_weight(call, name, False),
     "SWT": lambda call, name: _single_weight(call, name, True),
     "Sbias": lambda call, name: _c(call.params[f"{name}.bias"], call.dtype),
-    "dnet": lambda call, u: _c(call.dnet[u], call.dtype) if u in call.dnet else call.none3,
+    "dnet": lambda call, u: _c(call.dnet[u], call.dtype) if u in call.dnet else _constant("none", (1, 1, 1),
+                                                                                          call.dtype),
     "has_dnet": lambda call, u: u in call.dnet,
     "fill": _fill,
-    "init": lambda call, name: _c(call.reads.initial(name, call.params), call.dtype),
+    "init": _init,
     "teach": lambda call, name: _teacher(call, name, 0),
     "tmask": lambda call, name: _teacher(call, name, 1),
     "forced": lambda call, name: _teacher(call, name, 2),
     "fill_learns": _fill_learns,
     "learns": _learns,
-    "dh0": lambda call, name: call.grads[f"{name}.h0"] if _learns(call, name) else call.none1,
+    "dh0": lambda call, name: call.grads[f"{name}.h0"] if _learns(call, name) else np.zeros(1, call.dtype),
 }
 
 
@@ -98,7 +119,6 @@ class _Call:
         self.scan, self.dtype, self.reads, self.params, self.consts = scan, dtype, reads, params, consts
         self.buffers, self.weights_of = buffers, weights_of
         self.grads, self.dnet = grads or {}, dnet or {}
-        self.none1, self.none2, self.none3 = (np.zeros((1,) * k, dtype) for k in (1, 2, 3))
         self._groups = {}
 
     def group_weights(self, k):

@@ -24,6 +24,7 @@ from support import load_small, random_batch, random_specs
 
 import compiler
 import runtime
+from runtime import jit
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 H = 1e-4
@@ -37,8 +38,8 @@ T, B = 6, 3
 def perturbed_network(program, seed, scale=0.3, jit=None):
     """A float64 network whose trainable parameters are moved off their (often zero) initial values.
 
-    jit=None: the compiled scans where numba is there (the example specs); the random graphs use
-    the interpreted scan, which tests/runtime/test_compiled_scan.py holds the compiled one to."""
+    jit=None: as TIMELOOM_JIT says (the tests' default: interpreted); the example specs are
+    checked on the compiled scan too where numba is there."""
     net = runtime.Network(program, dtype="float64", seed=seed, jit=jit)
     rng = np.random.default_rng(seed + 1000)
     for name in net.trainable:
@@ -102,15 +103,19 @@ def relu_margin_ok(net, inputs, lengths, delta):
 
 # -- the example specs -----------------------------------------------------------------------------
 
+COMPILED = [False] + ([True] if jit.numba_available() else [])
+
+
+@pytest.mark.parametrize("compiled", COMPILED, ids=["interpreted", "compiled"][:len(COMPILED)])
 @pytest.mark.parametrize("variable_lengths", [False, True], ids=["full", "lengths"])
-def test_bptt_gradients_of_every_example_spec_match_finite_differences(spec_path, variable_lengths):
+def test_bptt_gradients_of_every_example_spec_match_finite_differences(spec_path, variable_lengths, compiled):
     program = load_small(spec_path)
     rng = np.random.default_rng(7)
     inputs, targets, masks, lengths = random_batch(program, T, B, rng, variable_lengths)
     # ReLU (tcn) is not differentiable at 0: the stencil moves any net input by at most ~2h*|dnet/dp|
     # (<< 1e-2 here), so pick parameters that keep every valid ReLU net input 1e-2 away from 0.
     for seed in range(50):
-        net = perturbed_network(program, seed)
+        net = perturbed_network(program, seed, jit=compiled)
         if relu_margin_ok(net, inputs, lengths, delta=1e-2):
             break
     else:

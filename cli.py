@@ -73,9 +73,17 @@ def _time_loop(program) -> str:
     if n == 0:
         return "  time loop: nothing to scan (no recurrent component)"
     why = jit.why_not(Backend("numpy"))
-    if why is None:
-        return f"  time loop: {n} compiled scan{'s' if n != 1 else ''} (numba, NumPy backend)"
-    return f"  time loop: interpreted in every component: {why}"
+    if why is not None:
+        return f"  time loop: interpreted in every component: {why}"
+    from runtime.jit.codegen import unsupported
+    from runtime.plan import make_plan
+    lines = []
+    for comp in program.components:
+        reason = unsupported(program, make_plan(program, comp)) if comp.recurrent else None
+        if reason is not None:
+            lines.append(f"    interpreted: {' -> '.join(comp.units)}: {reason}")
+    head = f"  time loop: {n - len(lines)} of {n} recurrent component{'s' if n != 1 else ''} compiled (numba)"
+    return "\n".join([head] + lines)
 
 
 @app.command()

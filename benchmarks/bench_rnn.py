@@ -86,6 +86,25 @@ def copy_weights(cell: str, model, net):
         net.params[k] = net.backend.asarray(v)
 
 
+def torch_passes(model, xt, yt):
+    """(forward under no_grad, forward + mse + backward returning the loss) of a torch RNN module."""
+    import torch
+    import torch.nn.functional as F
+
+    def forward():
+        with torch.no_grad():
+            model(xt)
+
+    def forward_backward():
+        model.zero_grad(set_to_none=True)
+        out, _ = model(xt)
+        loss = F.mse_loss(out, yt)
+        loss.backward()
+        return loss
+
+    return forward, forward_backward
+
+
 def gemm_flops(cell: str, T: int, B: int, I: int, H: int) -> float:
     return 2.0 * T * B * (I + H) * GATES[cell] * H
 
@@ -94,7 +113,6 @@ def gemm_flops(cell: str, T: int, B: int, I: int, H: int) -> float:
 
 def bench_size(cell, T, B, I, H, repeats, warmup, backend="numpy", stat=median, clock=None):
     import torch
-    import torch.nn.functional as F
 
     import compiler
     import runtime
@@ -128,16 +146,7 @@ def bench_size(cell, T, B, I, H, repeats, warmup, backend="numpy", stat=median, 
     def tl_fb():
         return net.loss_and_grads(inputs, targets)
 
-    def th_fwd():
-        with torch.no_grad():
-            model(xt)
-
-    def th_fb():
-        model.zero_grad(set_to_none=True)
-        out, _ = model(xt)
-        loss = F.mse_loss(out, yt)
-        loss.backward()
-        return loss
+    th_fwd, th_fb = torch_passes(model, xt, yt)
 
     # check: same loss and a gradient from both
     loss_tl, grads = tl_fb()

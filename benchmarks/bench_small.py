@@ -23,7 +23,7 @@ import sys
 
 import common
 import numpy as np
-from bench_rnn import copy_weights, spec_for, torch_model
+from bench_rnn import copy_weights, spec_for, torch_model, torch_passes
 from common import median, print_table, setup_threads, time_interleaved
 
 SMALL = [(30, 64, 4, 3), (100, 32, 2, 32), (100, 1, 8, 16), (1000, 8, 4, 8)]
@@ -90,17 +90,7 @@ def bench_size(cell, T, B, I, H, repeats, peephole):
     fns = {"fwd": {k: (lambda n=n: n.forward(inputs)) for k, n in nets.items()},
            "fwd+bwd": {k: (lambda n=n: n.loss_and_grads(inputs, targets)) for k, n in nets.items()}}
 
-    def th_fwd():
-        with torch.no_grad():
-            model(xt)
-
-    def th_fb():
-        model.zero_grad(set_to_none=True)
-        out, _ = model(xt)
-        loss = F.mse_loss(out, yt)
-        loss.backward()
-        return loss
-
+    th_fwd, th_fb = torch_passes(model, xt, yt)
     fns["fwd"]["torch"], fns["fwd+bwd"]["torch"] = th_fwd, th_fb
     ref = float(th_fb().detach())
     check = abs(nets["compiled"].loss_and_grads(inputs, targets)[0] - ref) / ref
@@ -132,18 +122,12 @@ def gemm_table(repeats):
     inside numba; the crossover sets runtime/jit/kernels.py's LOOP_LIMIT."""
     from numba import njit
 
+    from runtime.jit.kernels import matmul_loops
+
     @njit(cache=False)
     def loops(x, WT, out, n):
-        B, k = x.shape
-        m = WT.shape[1]
         for _ in range(n):
-            for b in range(B):
-                for j in range(m):
-                    out[b, j] = 0.0
-                for i in range(k):
-                    xi = x[b, i]
-                    for j in range(m):
-                        out[b, j] += xi * WT[i, j]
+            matmul_loops(x, WT, out)
 
     @njit(cache=False)
     def blas(x, WT, out, n):

@@ -36,8 +36,10 @@ class FastExecutor:
             from compiler.errors import TimeloomError
             raise TimeloomError(f"compiled scans are not available: {jit.why_not(backend)}")
         if jit.enabled(backend) if jit_scans is None else jit_scans:
+            from .jit.codegen import unsupported
             from .jit.scan import CompiledScan
-            self.compiled = {id(p): CompiledScan(program, p) for p in self.plans if p.direction != 0}
+            self.compiled = {id(p): CompiledScan(program, p) for p in self.plans
+                             if p.direction != 0 and unsupported(program, p) is None}
         self._work = {}  # (key, shape) -> array reused across calls (see buffer)
 
     def buffer(self, key, shape, zero=False):

@@ -10,6 +10,7 @@ binds them), and comments name the units and connections of the spec.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..plan import Plan
@@ -21,7 +22,7 @@ G<k>: fused step products; S*: single connections; L<m>: hoisted terms gated in 
 # alone, so a change of the kernels must change this text
 import numpy as np
 from numba import njit
-from runtime.jit.kernels import (read, route, matmul_into, add_bias, weigh, weigh_back, zero,
+from runtime.jit.kernels import (read, route, matmul_into, add_bias, weigh, zero,
                                  copy_cols, add_cols, gated_add_cols, gate_mul_cols, gate_grad_cols,
                                  leak, scale_rows, {activations})
 
@@ -51,6 +52,25 @@ class _Writer:
 
     def __call__(self, line=""):
         self.lines.append("    " * self.depth + line if line else "")
+
+
+# what the kernels implement (runtime/jit/kernels.py: NAME and NAME_back for each activation);
+# a component using anything else keeps the interpreted scan, and `timeloom compile` says so
+ACTIVATIONS = ("identity", "tanh", "sigmoid", "scaled_sigmoid", "relu", "softplus", "softmax")
+WEIGHTS = ("full", "diagonal", "identity", "fixed")
+
+
+def unsupported(program, plan: Plan) -> str | None:
+    """Why this component's scan cannot be compiled, or None."""
+    for u in plan.units:
+        name = program.units[u].activation.name
+        if name not in ACTIVATIONS:
+            return f"unit {_label(u)} has activation {name!r}, which the compiled kernels do not implement"
+    for terms in plan.terms.values():
+        for _, c, _ in terms:
+            if c.weight not in WEIGHTS:
+                return f"connection {_label(c.name)} has weight kind {c.weight!r}, which the kernels do not implement"
+    return None
 
 
 def pre_units(program, plan: Plan) -> set:
@@ -346,7 +366,7 @@ class _Generator:
         else:
             self._read(w, c.source, self._tau(c.delay), c.delay, f"r{j}")
             w(f"copy_cols(dS{m}[t], 0, dn)")
-        w(f"weigh_back(dS{m}[t], SW{m}, {self._single_diag(c)}, ds{m})")
+        w(f"weigh(dS{m}[t], SW{m}, SW{m}, {self._single_diag(c)}, ds{m})")
         if c.gate is not None and c.gate.at == "source":
             g_, comp = self._gate(c)
             w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, ds{m}, r{j}, 0)")
@@ -388,13 +408,19 @@ def emit(program) -> str:
     for comp in program.components:
         if comp.direction == 0:
             continue
-        code = generate(program, make_plan(program, comp))
+        plan = make_plan(program, comp)
+        why = unsupported(program, plan)
+        if why is not None:
+            parts.append(f"\n# component {', '.join(_label(u) for u in comp.units)}: interpreted ({why})")
+            continue
+        code = generate(program, plan)
         way = "forward" if comp.direction > 0 else "backward"
         parts.append("\n# " + "=" * 94 + f"\n# component {', '.join(_label(u) for u in comp.units)} "
                      f"({way} in time)\n" + code.legend + "\n# " + "=" * 94 + "\n" + code.source)
     return "\n".join(parts)
 
 
+@functools.lru_cache(maxsize=1)
 def _kernels_hash() -> str:
     import hashlib
     from pathlib import Path

@@ -7,7 +7,7 @@ and kept in numba's file cache. Each works on one time step of a batch, (B, n) r
   the way back of its gradient (docs/ARCHITECTURE.md "Runtime semantics": initial state
   before t = 0 or at padded steps, carried-in state, teacher forcing) — the compiled twin
   of runtime/tape.py's `Reads.read` / `Reads.read_backward`;
-- `matmul_into` / `matmul_add`: an in-step product, explicit loops for small sizes and BLAS
+- `matmul_into`: an in-step product, explicit loops (`matmul_loops`) for small sizes and BLAS
   above `LOOP_LIMIT` multiply-adds (measured by benchmarks/bench_small.py --gemm);
 - one forward and one backward per activation, side by side as in runtime/primitives.py.
 """
@@ -87,13 +87,10 @@ def route(dX, tau, d, valid, teach, tmask, fill_learns, learns, dh0):
 # --- in-step products --------------------------------------------------------------------------
 
 @_jit
-def matmul_into(x, WT, out):
-    """out (B, m) = x (B, k) @ WT (k, m)."""
+def matmul_loops(x, WT, out):
+    """out (B, m) = x (B, k) @ WT (k, m) as explicit loops (faster than a BLAS call when small)."""
     B, k = x.shape
     m = WT.shape[1]
-    if B * k * m >= LOOP_LIMIT:
-        out[:, :] = np.dot(x, WT)
-        return
     for b in range(B):
         for j in range(m):
             out[b, j] = 0.0
@@ -104,18 +101,12 @@ def matmul_into(x, WT, out):
 
 
 @_jit
-def matmul_add(x, WT, out):
-    """out (B, m) += x (B, k) @ WT (k, m)."""
-    B, k = x.shape
-    m = WT.shape[1]
-    if B * k * m >= LOOP_LIMIT:
-        out += np.dot(x, WT)
-        return
-    for b in range(B):
-        for i in range(k):
-            xi = x[b, i]
-            for j in range(m):
-                out[b, j] += xi * WT[i, j]
+def matmul_into(x, WT, out):
+    """out (B, m) = x (B, k) @ WT (k, m): loops below LOOP_LIMIT multiply-adds, BLAS above."""
+    if x.shape[0] * x.shape[1] * WT.shape[1] >= LOOP_LIMIT:
+        out[:, :] = np.dot(x, WT)
+    else:
+        matmul_loops(x, WT, out)
 
 
 @_jit
@@ -129,7 +120,8 @@ def add_bias(out, bias):
 @_jit
 def weigh(x, W, WT, diag, out):
     """out = x @ W.T (WT: W transposed, contiguous) for a matrix weight, x * W[0] for a
-    diagonal one (W (1, n): diagonal, identity and scalar fixed weights)."""
+    diagonal one (W (1, n): diagonal, identity and scalar fixed weights). The gradient with
+    respect to x is weigh(dy, W, W, diag, dx): dy @ W, or dy * W[0]."""
     if diag:
         B, n = x.shape
         for b in range(B):
@@ -137,18 +129,6 @@ def weigh(x, W, WT, diag, out):
                 out[b, j] = x[b, j] * W[0, j]
     else:
         matmul_into(x, WT, out)
-
-
-@_jit
-def weigh_back(dy, W, diag, out):
-    """The gradient of `weigh` with respect to x: dy @ W, or dy * W."""
-    if diag:
-        B, n = dy.shape
-        for b in range(B):
-            for j in range(n):
-                out[b, j] = dy[b, j] * W[0, j]
-    else:
-        matmul_into(dy, W, out)
 
 
 # --- sums, copies and gates over column blocks ----------------------------------------------

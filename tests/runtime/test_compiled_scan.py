@@ -219,3 +219,56 @@ def test_a_whole_run_trains_through_the_compiled_scan_like_the_interpreted_one(t
         losses[flag] = [r["loss"] for r in records if r.get("kind") == "step"]
     assert len(losses["1"]) == len(losses["0"]) == 4
     np.testing.assert_allclose(losses["1"], losses["0"], rtol=1e-4)
+
+
+def test_every_activation_of_the_primitive_table_has_a_compiled_forward_and_backward():
+    from runtime import primitives
+    from runtime.jit import codegen, kernels
+    assert set(codegen.ACTIVATIONS) == set(primitives.ACTIVATIONS)
+    assert set(codegen.WEIGHTS) == set(primitives.WEIGHTS)
+    for name in codegen.ACTIVATIONS:
+        assert callable(getattr(kernels, name)) and callable(getattr(kernels, f"{name}_back")), name
+
+
+def test_a_component_the_kernels_cannot_run_stays_interpreted_and_compile_says_which(monkeypatch, tmp_path):
+    """An activation added to the primitive table before the kernels know it: that component is
+    interpreted (same results), the others compiled, and `timeloom compile` names it and why."""
+    from support import cli_in
+
+    from runtime.jit import codegen
+    monkeypatch.setattr(codegen, "ACTIVATIONS", tuple(a for a in codegen.ACTIVATIONS if a != "softplus"))
+    monkeypatch.setenv("TIMELOOM_JIT", "1")
+    spec = {"timeloom": 1, "name": "two", "inputs": {"x": {"size": 2}},
+            "units": {"a": {"size": 3, "activation": "tanh"}, "b": {"size": 2, "activation": "softplus"}},
+            "connections": [{"from": "x", "to": "a"}, {"from": "a", "to": "a", "delay": 1},
+                            {"from": "a", "to": "b"}, {"from": "b", "to": "b", "delay": 2}],
+            "outputs": {"b": {"loss": "mse"}}}
+    program = compiler.compile_spec(spec)
+    net = runtime.Network(program, dtype="float64", jit=True)
+    assert len(net.executor.compiled) == 1
+    inputs, targets, masks, lengths = random_batch(program, T, B, np.random.default_rng(0), True)
+    ref = runtime.Network(program, dtype="float64", executor="reference")
+    close(net.loss(inputs, targets, lengths=lengths), ref.loss(inputs, targets, lengths=lengths), "loss")
+    path = tmp_path / "two.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(spec))
+    r = cli_in(tmp_path, ["compile", path, "--emit-step", tmp_path / "step.py"])
+    assert r.exit_code == 0, r.output
+    assert "1 of 2 recurrent components compiled" in r.output
+    assert "interpreted: b: unit 'b' has activation 'softplus'" in r.output
+    assert "interpreted (unit 'b'" in (tmp_path / "step.py").read_text()
+
+
+def test_emit_step_writes_readable_python_with_the_spec_names(tmp_path, monkeypatch):
+    from support import cli_in
+    monkeypatch.setenv("TIMELOOM_JIT", "1")
+    out = tmp_path / "lstm.py"
+    r = cli_in(tmp_path, ["compile", ROOT / "specs" / "lstm_peephole.yaml", "--emit-step", out])
+    assert r.exit_code == 0, r.output
+    assert "time loop: 1 of 1 recurrent component compiled" in r.output
+    text = out.read_text()
+    compile(text, str(out), "exec")  # valid Python
+    assert text.count("def forward(") == 1 and text.count("def backward(") == 1
+    assert "# G0 = 'mem.h'@1 -> 'mem.h->mem.i@1'" in text
+    r = cli_in(tmp_path, ["compile", ROOT / "specs" / "elman.yaml", "--emit-step", tmp_path / "missing" / "x.py"])
+    assert r.exit_code == 2 and "cannot write" in r.output and "Traceback" not in r.output

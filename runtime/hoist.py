@@ -21,30 +21,38 @@ def _shifted(run, name, delay):
 
 
 def forward(ex, plan, run):
-    """pre[u] (T, B, n): bias plus every contribution computable before the scan."""
+    """pre[u] (T, B, n): bias plus every contribution computable before the scan. Where pre[u]
+    (or a gated-later term) is a block of columns of a hoisted product Z, run.traj.columns
+    says so: {("pre", u) or ("L", connection): (Z, first column)} (the compiled scan reads Z
+    there instead of a copy)."""
     xp, T, B = ex.xp, run.reads.T, run.reads.B
-    out = run.traj.out
+    out, columns = run.traj.out, run.traj.columns
     pre, owned = {}, set()
 
-    def add(u, v, mine=False):
+    def add(u, v, mine=False, cols=None):
         """pre[u] += v, in place once pre[u] is an array of this call's own."""
         if u not in pre:
             pre[u] = v
             if mine:
                 owned.add(u)
+            if cols is not None:
+                columns[("pre", u)] = cols
         elif u in owned:
             pre[u] += v
         else:
             pre[u] = pre[u] + v
             owned.add(u)
+            columns.pop(("pre", u), None)
 
-    def place(c, lin, mine=False):
+    def place(c, lin, mine=False, cols=None):
         if c.name in plan.late_gate:
             run.traj.gated_later[c.name] = lin  # gated inside the scan
+            if cols is not None:
+                columns[("L", c.name)] = cols
         elif c.gate is not None and c.gate.at == "target":
             add(c.target, ex.gate(c, out, EVERY_STEP) * lin, mine=True)
         else:
-            add(c.target, lin, mine)
+            add(c.target, lin, mine, cols)
 
     for g in plan.hoist_groups:
         X = _shifted(run, g.source, g.delay)
@@ -54,7 +62,7 @@ def forward(ex, plan, run):
         if bias is not None:
             Z += bias
         for c in g.members:
-            place(c, Z[..., g.slices[c.name]], mine=True)
+            place(c, Z[..., g.slices[c.name]], mine=True, cols=(Z, g.slices[c.name].start))
     for u, conns in plan.hoist_single.items():
         for c in conns:
             X = _shifted(run, c.source, c.delay)
@@ -68,6 +76,7 @@ def forward(ex, plan, run):
             pre[u] = None  # nothing before the scan: the step sums its own terms
         elif u not in pre or pre[u].shape != (T, B, unit.size):
             pre[u] = xp.broadcast_to(pre.get(u, 0), (T, B, unit.size)).astype(ex.b.dtype)
+            columns.pop(("pre", u), None)
     return pre
 
 

@@ -40,7 +40,7 @@ def forward(ex, plan, run, pre):
     if compiled is not None:
         compiled.forward(ex.b.dtype, run.reads, run.params, run.consts,
                          {"Y": traj.out, "pre": pre, "A": traj.squashed, "G": traj.products,
-                          "L": traj.gated_later},
+                          "L": traj.gated_later, "columns": traj.columns},
                          lambda g: ex.weights(g, run.params))
         return
     weights = {}
@@ -133,7 +133,7 @@ def backward(ex, plan, run):
         traj = run.traj
         compiled.backward(ex.b.dtype, run.reads, run.params, run.consts,
                           {"Y": traj.out, "A": traj.squashed, "G": traj.products, "L": traj.gated_later,
-                           "dY": errors.d_out, "dNET": errors.d_net, "dG": errors.d_products,
+                           "columns": traj.columns, "dY": errors.d_out, "dNET": errors.d_net, "dG": errors.d_products,
                            "dS": errors.d_single, "dL": errors.d_gated_later},
                           lambda g: ex.weights(g, run.params), run.grads, run.dnet)
     else:

@@ -27,6 +27,8 @@ class Trajectories:
     gated_later: dict = field(default_factory=dict)  # connection -> W x + b of a hoisted connection
     # whose gate unit is computed inside the scan (the gate is applied step by step)
     products: dict = field(default_factory=dict)  # id(group) -> the group's fused step product
+    columns: dict = field(default_factory=dict)  # ("pre", unit) / ("L", connection) -> (Z, first
+    # column): this call's pre-activation or gated-later term is a block of a hoisted product Z
 
 
 @dataclass

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from ..plan import Plan
 
 HEADER = '''"""timeloom: a compiled scan (direction {direction:+d}), generated from a component's step program
-by runtime/jit/codegen.py. Y<j>: unit or input trajectories (T, B, n); P<i>: pre-activations;
+by runtime/jit/codegen.py. Y<j>: unit or input trajectories (T, B, n); P<i>: pre-activations
+(columns Po<i>.. of a hoisted product);
 G<k>: fused step products; S*: single connections; L<m>: hoisted terms gated in the scan."""
 # built on runtime/jit/kernels.py {kernels}: numba's cache of this file is keyed on this file
 # alone, so a change of the kernels must change this text
 import numpy as np
 from numba import njit
 from runtime.jit.kernels import (read, route, matmul_into, add_bias, weigh, zero,
-                                 copy_cols, add_cols, gated_add_cols, gate_mul_cols, gate_grad_cols,
+                                 copy_cols, take_cols, add_cols, gated_add_cols, gate_mul_cols, gate_grad_cols,
                                  leak, scale_rows, {activations})
 
 '''
@@ -144,7 +145,7 @@ class _Generator:
         a += [(f"Y{j}", ("Y", n)) for j, n in enumerate(self.names)]
         for i, u in enumerate(self.units):
             if u in self.pre:
-                a.append((f"P{i}", ("pre", u)))
+                a += [(f"P{i}", ("pre", u)), (f"Po{i}", ("pre_col", u))]
             if self.program.units[u].leak is not None:
                 a += [(f"A{i}", ("A", u)), (f"al{i}", ("alpha", u))]
         for k, g in enumerate(self.groups):
@@ -155,7 +156,7 @@ class _Generator:
             a += [(f"SW{m}", ("SW", c.name)), (f"SWT{m}", ("SWT", c.name))]
             if c.bias is not None:
                 a.append((f"Sb{m}", ("Sbias", c.name)))
-        a += [(f"L{m}", ("L", c.name)) for m, c in enumerate(self.lates)]
+        a += [x for m, c in enumerate(self.lates) for x in ((f"L{m}", ("L", c.name)), (f"Lo{m}", ("L_col", c.name)))]
         return a + self._read_args(False)
 
     def backward_args(self):
@@ -172,7 +173,8 @@ class _Generator:
             a += [(f"SW{m}", ("SW", c.name)), (f"SWT{m}", ("SWT", c.name)), (f"dS{m}", ("dS", c.name))]
             if c.bias is not None:
                 a.append((f"Sb{m}", ("Sbias", c.name)))
-        a += [x for m, c in enumerate(self.lates) for x in ((f"L{m}", ("L", c.name)), (f"dL{m}", ("dL", c.name)))]
+        a += [x for m, c in enumerate(self.lates)
+              for x in ((f"L{m}", ("L", c.name)), (f"Lo{m}", ("L_col", c.name)), (f"dL{m}", ("dL", c.name)))]
         return a + self._read_args(True)
 
     @staticmethod
@@ -180,10 +182,13 @@ class _Generator:
         return any(c.bias is not None for c in g.members)
 
     # -- pieces of a step -------------------------------------------------------------------
-    def _read(self, w, name, tau_expr, delay, tmp):
+    def _read(self, w, name, tau_expr, delay):
+        """x<j> = the value a connection of `delay` reads of `name` at tau (a view of Y<j> or,
+        at the edges, the row buffer r<j>); returns "x<j>"."""
         j = self._j(name)
         teach = f"TE{j}" if delay > 0 else "False"
-        w(f"read({tmp}, Y{j}, {tau_expr}, F{j}, I{j}, valid, {teach}, TM{j}, TV{j})")
+        w(f"x{j} = read(r{j}, Y{j}, {tau_expr}, F{j}, I{j}, valid, {teach}, TM{j}, TV{j})")
+        return f"x{j}"
 
     def _route(self, w, name, tau_expr, delay, d):
         if name not in self.program.units:
@@ -230,8 +235,8 @@ class _Generator:
 
     # -- forward ---------------------------------------------------------------------------------
     def _group_product(self, w, k, g):
-        self._read(w, g.source, self._tau(g.delay), g.delay, f"r{self._j(g.source)}")
-        w(f"matmul_into(r{self._j(g.source)}, WT{k}, G{k}[t])")
+        x = self._read(w, g.source, self._tau(g.delay), g.delay)
+        w(f"matmul_into({x}, WT{k}, G{k}[t])")
         if self._group_bias(g):
             w(f"add_bias(G{k}[t], gb{k})")
 
@@ -251,7 +256,7 @@ class _Generator:
             w(f"# unit {i}")
             buf = f"Y{i}[t]" if unit.leak is None else f"A{i}[t]"
             w(f"net = {buf}")
-            w(f"copy_cols(net, 0, P{i}[t])" if u in self.pre else "zero(net)")
+            w(f"take_cols(net, P{i}[t], Po{i})" if u in self.pre else "zero(net)")
             for kind, c, g in self.plan.terms[u]:
                 if kind == "group":
                     k = self.groups.index(g)
@@ -260,7 +265,8 @@ class _Generator:
                         done.add(k)
                     lin, lo = f"G{k}[t]", f"off{k}[{g.members.index(c)}]"
                 elif kind == "late":
-                    lin, lo = f"L{next(lates)}[t]", "0"
+                    m = next(lates)
+                    lin, lo = f"L{m}[t]", f"Lo{m}"
                 else:
                     m = next(singles)
                     lin, lo = f"s{m}", "0"
@@ -274,19 +280,18 @@ class _Generator:
             w(f"{act.name}(net, {float(act.lo)!r}, {float(act.hi)!r}, fast)")
             if unit.leak is not None:
                 j = self._j(u)
-                self._read(w, u, self._tau(self.direction), self.direction, f"r{j}")
-                w(f"leak(Y{i}[t], al{i}, r{j}, net)")
+                x = self._read(w, u, self._tau(self.direction), self.direction)
+                w(f"leak(Y{i}[t], al{i}, {x}, net)")
         w.depth = 1
         w("return 0")
 
     def _single_lin(self, w, m, c):
         """s{m} = W (g * x) + b for one in-scan connection that is not part of a fused product."""
         j = self._j(c.source)
-        self._read(w, c.source, self._tau(c.delay), c.delay, f"r{j}")
-        x = f"r{j}"
+        x = self._read(w, c.source, self._tau(c.delay), c.delay)
         if c.gate is not None and c.gate.at == "source":
             g_, comp = self._gate(c)
-            w(f"gate_mul_cols(gx{m}, 0, {g_}, {comp}, r{j})")
+            w(f"gate_mul_cols(gx{m}, 0, {g_}, {comp}, {x})")
             x = f"gx{m}"
         w(f"weigh({x}, SW{m}, SWT{m}, {self._single_diag(c)}, s{m})")
         if c.bias is not None:
@@ -344,7 +349,7 @@ class _Generator:
                         w(f"copy_cols(dG{k}[t], {lo}, dn)")
                 elif kind == "late":
                     m = lates[id(c)]
-                    w(f"gate_grad_cols({dgate}, {comp}, dn, L{m}[t], 0)")
+                    w(f"gate_grad_cols({dgate}, {comp}, dn, L{m}[t], Lo{m})")
                     w(f"gate_mul_cols(dL{m}[t], 0, {g_}, {comp}, dn)")
                 else:
                     self._single_backward(w, singles[id(c)], c)
@@ -360,16 +365,16 @@ class _Generator:
         j = self._j(c.source)
         if c.gate is not None and c.gate.at == "target":
             g_, comp = self._gate(c)
-            self._single_lin(w, m, c)  # lin again (s{m}); it also leaves the read in r{j}
+            self._single_lin(w, m, c)  # lin again (s{m}); it also leaves the read in x{j}
             w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, dn, s{m}, 0)")
             w(f"gate_mul_cols(dS{m}[t], 0, {g_}, {comp}, dn)")
         else:
-            self._read(w, c.source, self._tau(c.delay), c.delay, f"r{j}")
+            self._read(w, c.source, self._tau(c.delay), c.delay)
             w(f"copy_cols(dS{m}[t], 0, dn)")
         w(f"weigh(dS{m}[t], SW{m}, SW{m}, {self._single_diag(c)}, ds{m})")
         if c.gate is not None and c.gate.at == "source":
             g_, comp = self._gate(c)
-            w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, ds{m}, r{j}, 0)")
+            w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, ds{m}, x{j}, 0)")
             w(f"gate_mul_cols(ds{m}, 0, {g_}, {comp}, ds{m})")
         self._route(w, c.source, self._tau(c.delay), c.delay, f"ds{m}")
 

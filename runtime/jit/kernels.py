@@ -10,6 +10,9 @@ and kept in numba's file cache. Each works on one time step of a batch, (B, n) r
 - `matmul_into`: an in-step product, explicit loops (`matmul_loops`) for small sizes and BLAS
   above `LOOP_LIMIT` multiply-adds (measured by benchmarks/bench_small.py --gemm);
 - one forward and one backward per activation, side by side as in runtime/primitives.py.
+
+Loops run over rows: `row = a[b]` then a 1-D loop over the row, which the compiler turns
+into SIMD code (indexing a[b, j] in the inner loop keeps it scalar, about 5x slower).
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ _jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 @_jit
 def read(out, X, tau, fill, init, valid, teach, tmask, forced):
-    """out[:] = the value of X (T, B, n) at time tau as seen by a reading connection.
+    """The value of X (T, B, n) at time tau as seen by a reading connection: the view X[tau]
+    where every sample has it as it is, else `out` filled row by row.
 
     fill (K, B, n): values for tau = -K..-1 (carried-in state or initial); init (B, n): the
     initial state (t >= T and padded steps); valid (T, B); teach: apply teacher forcing
@@ -36,24 +40,26 @@ def read(out, X, tau, fill, init, valid, teach, tmask, forced):
     T, B, n = X.shape
     if tau < 0:
         k = fill.shape[0]
-        if k + tau >= 0:
-            out[:, :] = fill[k + tau]
-        else:
-            out[:, :] = init
-        return
+        out[:, :] = fill[k + tau] if k + tau >= 0 else init
+        return out
     if tau >= T:
         out[:, :] = init
-        return
+        return out
+    plain = True
+    for b in range(B):
+        if not valid[tau, b] or (teach and tmask[tau, b] != 0):
+            plain = False
+            break
+    if plain:
+        return X[tau]
     for b in range(B):
         if not valid[tau, b]:
-            for j in range(n):
-                out[b, j] = init[b, j]
+            out[b, :] = init[b]
         elif teach and tmask[tau, b] != 0:
-            for j in range(n):
-                out[b, j] = forced[tau, b, j]
+            out[b, :] = forced[tau, b]
         else:
-            for j in range(n):
-                out[b, j] = X[tau, b, j]
+            out[b, :] = X[tau, b]
+    return out
 
 
 @_jit
@@ -69,19 +75,21 @@ def route(dX, tau, d, valid, teach, tmask, fill_learns, learns, dh0):
         if (tau < 0 and k + tau >= 0 and fill_learns[k + tau]) or (tau >= T and learns) \
                 or (tau < 0 and k + tau < 0 and learns):
             for b in range(B):
+                row = d[b]
                 for j in range(n):
-                    dh0[j] += d[b, j]
+                    dh0[j] += row[j]
         return
     for b in range(B):
-        f = 1.0
-        if teach:
-            f = 1.0 - tmask[tau, b]
+        f = 1.0 - tmask[tau, b] if teach else 1.0
+        row = d[b]
         if valid[tau, b]:
-            for j in range(n):
-                dX[tau, b, j] += d[b, j] * f
+            target = dX[tau, b]
         elif learns:
-            for j in range(n):
-                dh0[j] += d[b, j] * f
+            target = dh0
+        else:
+            continue
+        for j in range(n):
+            target[j] += row[j] * f
 
 
 # --- in-step products --------------------------------------------------------------------------
@@ -92,19 +100,21 @@ def matmul_loops(x, WT, out):
     B, k = x.shape
     m = WT.shape[1]
     for b in range(B):
-        for j in range(m):
-            out[b, j] = 0.0
+        o = out[b]
+        o[:] = 0.0
+        xb = x[b]
         for i in range(k):
-            xi = x[b, i]
+            xi = xb[i]
+            w = WT[i]
             for j in range(m):
-                out[b, j] += xi * WT[i, j]
+                o[j] += xi * w[j]
 
 
 @_jit
 def matmul_into(x, WT, out):
     """out (B, m) = x (B, k) @ WT (k, m): loops below LOOP_LIMIT multiply-adds, BLAS above."""
     if x.shape[0] * x.shape[1] * WT.shape[1] >= LOOP_LIMIT:
-        out[:, :] = np.dot(x, WT)
+        np.dot(x, WT, out)
     else:
         matmul_loops(x, WT, out)
 
@@ -113,8 +123,9 @@ def matmul_into(x, WT, out):
 def add_bias(out, bias):
     B, m = out.shape
     for b in range(B):
+        o = out[b]
         for j in range(m):
-            out[b, j] += bias[j]
+            o[j] += bias[j]
 
 
 @_jit
@@ -124,9 +135,11 @@ def weigh(x, W, WT, diag, out):
     respect to x is weigh(dy, W, W, diag, dx): dy @ W, or dy * W[0]."""
     if diag:
         B, n = x.shape
+        w = W[0]
         for b in range(B):
+            o, xb = out[b], x[b]
             for j in range(n):
-                out[b, j] = x[b, j] * W[0, j]
+                o[j] = xb[j] * w[j]
     else:
         matmul_into(x, WT, out)
 
@@ -146,8 +159,19 @@ def copy_cols(dst, lo, src):
     """dst[:, lo:lo + n] = src."""
     B, n = src.shape
     for b in range(B):
+        o, s = dst[b, lo:lo + n], src[b]
         for j in range(n):
-            dst[b, lo + j] = src[b, j]
+            o[j] = s[j]
+
+
+@_jit
+def take_cols(dst, src, lo):
+    """dst = src[:, lo:lo + n]."""
+    B, n = dst.shape
+    for b in range(B):
+        o, s = dst[b], src[b, lo:lo + n]
+        for j in range(n):
+            o[j] = s[j]
 
 
 @_jit
@@ -155,8 +179,9 @@ def add_cols(acc, src, lo):
     """acc += src[:, lo:lo + n]."""
     B, n = acc.shape
     for b in range(B):
+        a, s = acc[b], src[b, lo:lo + n]
         for j in range(n):
-            acc[b, j] += src[b, lo + j]
+            a[j] += s[j]
 
 
 @_jit
@@ -164,9 +189,13 @@ def gated_add_cols(acc, g, complement, src, lo):
     """acc += (g or 1 - g) * src[:, lo:lo + n]."""
     B, n = acc.shape
     for b in range(B):
-        for j in range(n):
-            v = 1.0 - g[b, j] if complement else g[b, j]
-            acc[b, j] += v * src[b, lo + j]
+        a, gb, s = acc[b], g[b], src[b, lo:lo + n]
+        if complement:
+            for j in range(n):
+                a[j] += (1.0 - gb[j]) * s[j]
+        else:
+            for j in range(n):
+                a[j] += gb[j] * s[j]
 
 
 @_jit
@@ -174,9 +203,13 @@ def gate_mul_cols(dst, lo, g, complement, x):
     """dst[:, lo:lo + n] = (g or 1 - g) * x."""
     B, n = x.shape
     for b in range(B):
-        for j in range(n):
-            v = 1.0 - g[b, j] if complement else g[b, j]
-            dst[b, lo + j] = v * x[b, j]
+        o, gb, xb = dst[b, lo:lo + n], g[b], x[b]
+        if complement:
+            for j in range(n):
+                o[j] = (1.0 - gb[j]) * xb[j]
+        else:
+            for j in range(n):
+                o[j] = gb[j] * xb[j]
 
 
 @_jit
@@ -184,9 +217,13 @@ def gate_grad_cols(dg, complement, d, other, lo):
     """dg += d(loss)/d(gate) = +-(d * other[:, lo:lo + n])."""
     B, n = dg.shape
     for b in range(B):
-        for j in range(n):
-            v = d[b, j] * other[b, lo + j]
-            dg[b, j] += -v if complement else v
+        o, db, s = dg[b], d[b], other[b, lo:lo + n]
+        if complement:
+            for j in range(n):
+                o[j] -= db[j] * s[j]
+        else:
+            for j in range(n):
+                o[j] += db[j] * s[j]
 
 
 # --- leaks -------------------------------------------------------------------------------------
@@ -196,8 +233,9 @@ def leak(out, alpha, prev, a):
     """out = alpha * prev + (1 - alpha) * a."""
     B, n = out.shape
     for b in range(B):
+        o, p, ab = out[b], prev[b], a[b]
         for j in range(n):
-            out[b, j] = alpha[j] * prev[b, j] + (1.0 - alpha[j]) * a[b, j]
+            o[j] = alpha[j] * p[j] + (1.0 - alpha[j]) * ab[j]
 
 
 @_jit
@@ -205,8 +243,9 @@ def scale_rows(out, s, d):
     """out = s * d with s (n,) per unit."""
     B, n = out.shape
     for b in range(B):
+        o, db = out[b], d[b]
         for j in range(n):
-            out[b, j] = s[j] * d[b, j]
+            o[j] = s[j] * db[j]
 
 
 # --- activations: forward in place on net, backward from the output a --------------------------
@@ -215,23 +254,22 @@ def scale_rows(out, s, d):
 
 @njit(cache=True, inline="always")
 def _tanh_f32(x):
-    """tanh to float32 precision: x p(x^2) / q(x^2) on [-7.9, 7.9] (Eigen's fast tanh)."""
-    if x > 7.90531110763549805:
-        x = 7.90531110763549805
-    elif x < -7.90531110763549805:
-        x = -7.90531110763549805
+    """tanh to float32 precision: x p(x^2) / q(x^2) on [-7.9, 7.9] (Eigen's fast tanh),
+    computed in float32 (8 lanes per AVX2 instruction)."""
+    f = np.float32
+    x = min(max(f(x), f(-7.90531110763549805)), f(7.90531110763549805))
     x2 = x * x
-    p = -2.76076847742355e-16
-    p = p * x2 + 2.00018790482477e-13
-    p = p * x2 - 8.60467152213735e-11
-    p = p * x2 + 5.12229709037114e-08
-    p = p * x2 + 1.48572235717979e-05
-    p = p * x2 + 6.37261928875436e-04
-    p = p * x2 + 4.89352455891786e-03
-    q = 1.19825839466702e-06
-    q = q * x2 + 1.18534705686654e-04
-    q = q * x2 + 2.26843463243900e-03
-    q = q * x2 + 4.89352518554385e-03
+    p = f(-2.76076847742355e-16)
+    p = p * x2 + f(2.00018790482477e-13)
+    p = p * x2 + f(-8.60467152213735e-11)
+    p = p * x2 + f(5.12229709037114e-08)
+    p = p * x2 + f(1.48572235717979e-05)
+    p = p * x2 + f(6.37261928875436e-04)
+    p = p * x2 + f(4.89352455891786e-03)
+    q = f(1.19825839466702e-06)
+    q = q * x2 + f(1.18534705686654e-04)
+    q = q * x2 + f(2.26843463243900e-03)
+    q = q * x2 + f(4.89352518554385e-03)
     return x * p / q
 
 
@@ -248,74 +286,83 @@ def identity_back(a, da, out, lo, hi):
 @_jit
 def tanh(x, lo, hi, fast):
     B, n = x.shape
-    if fast:
-        for b in range(B):
+    for b in range(B):
+        r = x[b]
+        if fast:
             for j in range(n):
-                x[b, j] = _tanh_f32(x[b, j])
-    else:
-        for b in range(B):
+                r[j] = _tanh_f32(r[j])
+        else:
             for j in range(n):
-                x[b, j] = math.tanh(x[b, j])
+                r[j] = math.tanh(r[j])
 
 
 @_jit
 def tanh_back(a, da, out, lo, hi):
     B, n = a.shape
     for b in range(B):
+        o, ab, db = out[b], a[b], da[b]
         for j in range(n):
-            out[b, j] = da[b, j] * (1.0 - a[b, j] * a[b, j])
+            o[j] = db[j] * (1.0 - ab[j] * ab[j])
 
 
 @_jit
 def sigmoid(x, lo, hi, fast):
     """sigma(x) = (1 + tanh(x/2)) / 2, the formula of runtime/primitives.py (no overflow)."""
-    scaled_sigmoid(x, 0.0, 1.0, fast)
+    B, n = x.shape
+    for b in range(B):
+        r = x[b]
+        if fast:
+            for j in range(n):
+                r[j] = np.float32(0.5) * _tanh_f32(np.float32(0.5) * r[j]) + np.float32(0.5)
+        else:
+            for j in range(n):
+                r[j] = 0.5 * math.tanh(0.5 * r[j]) + 0.5
 
 
 @_jit
 def sigmoid_back(a, da, out, lo, hi):
     B, n = a.shape
     for b in range(B):
+        o, ab, db = out[b], a[b], da[b]
         for j in range(n):
-            out[b, j] = da[b, j] * a[b, j] * (1.0 - a[b, j])
+            o[j] = db[j] * ab[j] * (1.0 - ab[j])
 
 
 @_jit
 def scaled_sigmoid(x, lo, hi, fast):
+    sigmoid(x, lo, hi, fast)
     B, n = x.shape
-    if fast:
-        for b in range(B):
-            for j in range(n):
-                x[b, j] = (0.5 * _tanh_f32(0.5 * x[b, j]) + 0.5) * (hi - lo) + lo
-    else:
-        for b in range(B):
-            for j in range(n):
-                x[b, j] = (0.5 * math.tanh(0.5 * x[b, j]) + 0.5) * (hi - lo) + lo
+    for b in range(B):
+        r = x[b]
+        for j in range(n):
+            r[j] = r[j] * (hi - lo) + lo
 
 
 @_jit
 def scaled_sigmoid_back(a, da, out, lo, hi):
     B, n = a.shape
     for b in range(B):
+        o, ab, db = out[b], a[b], da[b]
         for j in range(n):
-            out[b, j] = da[b, j] * ((a[b, j] - lo) * (hi - a[b, j]) / (hi - lo))
+            o[j] = db[j] * ((ab[j] - lo) * (hi - ab[j]) / (hi - lo))
 
 
 @_jit
 def relu(x, lo, hi, fast):
     B, n = x.shape
     for b in range(B):
+        r = x[b]
         for j in range(n):
-            if x[b, j] < 0.0:
-                x[b, j] = 0.0
+            r[j] = max(r[j], 0.0)
 
 
 @_jit
 def relu_back(a, da, out, lo, hi):
     B, n = a.shape
     for b in range(B):
+        o, ab, db = out[b], a[b], da[b]
         for j in range(n):
-            out[b, j] = da[b, j] if a[b, j] > 0.0 else 0.0
+            o[j] = db[j] if ab[j] > 0.0 else 0.0
 
 
 @_jit
@@ -323,40 +370,44 @@ def softplus(x, lo, hi, fast):
     """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
     B, n = x.shape
     for b in range(B):
+        r = x[b]
         for j in range(n):
-            v = x[b, j]
-            x[b, j] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+            v = r[j]
+            r[j] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
 @_jit
 def softplus_back(a, da, out, lo, hi):
     B, n = a.shape
     for b in range(B):
+        o, ab, db = out[b], a[b], da[b]
         for j in range(n):
-            out[b, j] = da[b, j] * -math.expm1(-a[b, j])
+            o[j] = db[j] * -math.expm1(-ab[j])
 
 
 @_jit
 def softmax(x, lo, hi, fast):
     B, n = x.shape
     for b in range(B):
-        m = x[b, 0]
+        r = x[b]
+        m = r[0]
         for j in range(1, n):
-            m = max(m, x[b, j])
+            m = max(m, r[j])
         s = 0.0
         for j in range(n):
-            x[b, j] = math.exp(x[b, j] - m)
-            s += x[b, j]
+            r[j] = math.exp(r[j] - m)
+            s += r[j]
         for j in range(n):
-            x[b, j] /= s
+            r[j] /= s
 
 
 @_jit
 def softmax_back(a, da, out, lo, hi):
     B, n = a.shape
     for b in range(B):
+        o, ab, db = out[b], a[b], da[b]
         s = 0.0
         for j in range(n):
-            s += da[b, j] * a[b, j]
+            s += db[j] * ab[j]
         for j in range(n):
-            out[b, j] = a[b, j] * (da[b, j] - s)
+            o[j] = ab[j] * (db[j] - s)

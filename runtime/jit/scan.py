@@ -130,6 +130,10 @@ class _Call:
         return self._groups[k]
 
     def value(self, role, name):
+        if role in ("pre", "L", "pre_col", "L_col"):
+            kind = role[:-4] if role.endswith("_col") else role
+            base, lo = self.buffers["columns"].get((kind, name), (self.buffers[kind][name], 0))
+            return lo if role.endswith("_col") else _c(base, self.dtype)
         if role in self.buffers:
             v = self.buffers[role][name]
             c = _c(v, self.dtype)

@@ -125,26 +125,28 @@ def gemm_table(repeats):
     from runtime.jit.kernels import matmul_loops
 
     @njit(cache=False)
-    def loops(x, WT, out, n):
+    def loops(x, WT, W, out, n):
         for _ in range(n):
-            matmul_loops(x, WT, out)
+            matmul_loops(x, WT, W, out)
 
     @njit(cache=False)
-    def blas(x, WT, out, n):
+    def blas(x, WT, W, out, n):
         for _ in range(n):
             out[:, :] = np.dot(x, WT)
 
     rows = []
-    for B, k, m in [(1, 8, 64), (8, 8, 32), (32, 32, 128), (64, 16, 64), (16, 64, 256), (64, 64, 256),
-                    (32, 128, 512), (64, 256, 1024)]:
+    # forward products (k = H, m = 4H) and their backward (k = 4H, m = H) at the LSTM sizes
+    for B, k, m in [(1, 16, 64), (1, 64, 16), (8, 8, 32), (8, 32, 8), (64, 3, 12), (64, 12, 3), (32, 32, 128),
+                    (8, 32, 32), (16, 32, 32), (16, 32, 128), (32, 32, 32), (32, 128, 32), (64, 64, 256), (64, 256, 64), (32, 128, 512), (64, 256, 1024)]:
         x = np.random.rand(B, k).astype(np.float32)
         WT = np.random.rand(k, m).astype(np.float32)
+        W = np.ascontiguousarray(WT.T)
         out = np.empty((B, m), np.float32)
         n = max(1, 2_000_000 // (B * k * m))
         res = {}
         for name, f in (("loops", loops), ("blas", blas)):
-            f(x, WT, out, 1)
-            res[name] = median(common.time_fn(lambda f=f: f(x, WT, out, n), repeats=repeats)) / n
+            f(x, WT, W, out, 1)
+            res[name] = median(common.time_fn(lambda f=f: f(x, WT, W, out, n), repeats=repeats)) / n
         rows.append([B, k, m, B * k * m, f"{1e6 * res['loops']:.2f}", f"{1e6 * res['blas']:.2f}",
                      f"{res['loops'] / res['blas']:.2f}"])
     print_table(["B", "k", "m", "B*k*m", "loops us", "BLAS us", "loops/BLAS"], rows)

@@ -149,7 +149,7 @@ class _Generator:
             if self.program.units[u].leak is not None:
                 a += [(f"A{i}", ("A", u)), (f"al{i}", ("alpha", u))]
         for k, g in enumerate(self.groups):
-            a += [(f"WT{k}", ("WT", k)), (f"G{k}", ("G", k)), (f"off{k}", ("offsets", k))]
+            a += [(f"WT{k}", ("WT", k)), (f"W{k}", ("W", k)), (f"G{k}", ("G", k)), (f"off{k}", ("offsets", k))]
             if self._group_bias(g):
                 a.append((f"gb{k}", ("gbias", k)))
         for m, c in enumerate(self.singles):
@@ -168,7 +168,8 @@ class _Generator:
             if self.program.units[u].leak is not None:
                 a += [(f"A{i}", ("A", u)), (f"al{i}", ("alpha", u)), (f"oal{i}", ("one_minus_alpha", u))]
         for k, g in enumerate(self.groups):
-            a += [(f"W{k}", ("W", k)), (f"G{k}", ("G", k)), (f"dG{k}", ("dG", k)), (f"off{k}", ("offsets", k))]
+            a += [(f"W{k}", ("W", k)), (f"WT{k}", ("WT", k)), (f"G{k}", ("G", k)), (f"dG{k}", ("dG", k)),
+                  (f"off{k}", ("offsets", k))]
         for m, c in enumerate(self.singles):
             a += [(f"SW{m}", ("SW", c.name)), (f"SWT{m}", ("SWT", c.name)), (f"dS{m}", ("dS", c.name))]
             if c.bias is not None:
@@ -236,7 +237,7 @@ class _Generator:
     # -- forward ---------------------------------------------------------------------------------
     def _group_product(self, w, k, g):
         x = self._read(w, g.source, self._tau(g.delay), g.delay)
-        w(f"matmul_into({x}, WT{k}, G{k}[t])")
+        w(f"matmul_into({x}, WT{k}, W{k}, G{k}[t])")
         if self._group_bias(g):
             w(f"add_bias(G{k}[t], gb{k})")
 
@@ -269,8 +270,7 @@ class _Generator:
                     lin, lo = f"L{m}[t]", f"Lo{m}"
                 else:
                     m = next(singles)
-                    lin, lo = f"s{m}", "0"
-                    self._single_lin(w, m, c)
+                    lin, lo = self._single_lin(w, m, c), "0"
                 if c.gate is not None and c.gate.at == "target":
                     g_, comp = self._gate(c)
                     w(f"gated_add_cols(net, {g_}, {comp}, {lin}, {lo})")
@@ -279,28 +279,33 @@ class _Generator:
             act = unit.activation
             w(f"{act.name}(net, {float(act.lo)!r}, {float(act.hi)!r}, fast)")
             if unit.leak is not None:
-                j = self._j(u)
                 x = self._read(w, u, self._tau(self.direction), self.direction)
                 w(f"leak(Y{i}[t], al{i}, {x}, net)")
         w.depth = 1
         w("return 0")
 
     def _single_lin(self, w, m, c):
-        """s{m} = W (g * x) + b for one in-scan connection that is not part of a fused product."""
-        j = self._j(c.source)
+        """W (g * x) + b for one in-scan connection that is not part of a fused product: writes
+        it (into s{m}, or nowhere for a plain identity weight) and returns its name."""
         x = self._read(w, c.source, self._tau(c.delay), c.delay)
         if c.gate is not None and c.gate.at == "source":
             g_, comp = self._gate(c)
             w(f"gate_mul_cols(gx{m}, 0, {g_}, {comp}, {x})")
             x = f"gx{m}"
-        w(f"weigh({x}, SW{m}, SWT{m}, {self._single_diag(c)}, s{m})")
+        if c.weight == "identity" and c.bias is None:
+            return x
+        if c.weight == "identity":
+            w(f"copy_cols(s{m}, 0, {x})")
+        else:
+            w(f"weigh({x}, SW{m}, SWT{m}, {self._single_diag(c)}, s{m})")
         if c.bias is not None:
             w(f"add_bias(s{m}, Sb{m})")
+        return f"s{m}"
 
     # -- backward --------------------------------------------------------------------------------
     def _flush(self, w, k, g):
         """The gradient of a fused product's input: dG[t] @ W, routed to the source it read."""
-        w(f"matmul_into(dG{k}[t], W{k}, dx{k})")
+        w(f"matmul_into(dG{k}[t], W{k}, WT{k}, dx{k})")
         self._route(w, g.source, self._tau(g.delay), g.delay, f"dx{k}")
 
     def _backward(self, w):
@@ -326,12 +331,12 @@ class _Generator:
                 self._route(w, u, self._tau(self.direction), self.direction, f"q{j}")
                 w(f"scale_rows(d{i}, oal{i}, dY{i}[t])")
                 a = f"A{i}[t]"
+                d = f"d{i}"
             else:
-                w(f"copy_cols(d{i}, 0, dY{i}[t])")
-                a = f"Y{i}[t]"
+                a, d = f"Y{i}[t]", f"dY{i}[t]"  # read only here: no later term writes it
             act = unit.activation
             w(f"dn = dN{i}[t]")
-            w(f"{act.name}_back({a}, d{i}, dn, {float(act.lo)!r}, {float(act.hi)!r})")
+            w(f"{act.name}_back({a}, {d}, dn, {float(act.lo)!r}, {float(act.hi)!r})")
             w(f"if hasDN{i}:")
             w(f"    add_cols(dn, DN{i}[t], 0)")
             for kind, c, g in self.plan.terms[u]:
@@ -365,18 +370,23 @@ class _Generator:
         j = self._j(c.source)
         if c.gate is not None and c.gate.at == "target":
             g_, comp = self._gate(c)
-            self._single_lin(w, m, c)  # lin again (s{m}); it also leaves the read in x{j}
-            w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, dn, s{m}, 0)")
+            lin = self._single_lin(w, m, c)  # lin again; it also leaves the read in x{j}
+            w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, dn, {lin}, 0)")
             w(f"gate_mul_cols(dS{m}[t], 0, {g_}, {comp}, dn)")
         else:
-            self._read(w, c.source, self._tau(c.delay), c.delay)
+            if c.gate is not None:  # at the source: its gradient needs the read
+                self._read(w, c.source, self._tau(c.delay), c.delay)
             w(f"copy_cols(dS{m}[t], 0, dn)")
-        w(f"weigh(dS{m}[t], SW{m}, SW{m}, {self._single_diag(c)}, ds{m})")
+        ds = f"dS{m}[t]"  # d(W g x + b); then d(g x)
+        if c.weight != "identity":
+            w(f"weigh({ds}, SWT{m}, SW{m}, {self._single_diag(c)}, ds{m})")
+            ds = f"ds{m}"
         if c.gate is not None and c.gate.at == "source":
             g_, comp = self._gate(c)
-            w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, ds{m}, x{j}, 0)")
-            w(f"gate_mul_cols(ds{m}, 0, {g_}, {comp}, ds{m})")
-        self._route(w, c.source, self._tau(c.delay), c.delay, f"ds{m}")
+            w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, {ds}, x{j}, 0)")
+            w(f"gate_mul_cols(ds{m}, 0, {g_}, {comp}, {ds})")
+            ds = f"ds{m}"
+        self._route(w, c.source, self._tau(c.delay), c.delay, ds)
 
     # -- the module ---------------------------------------------------------------------------------
     def build(self) -> ScanSource:

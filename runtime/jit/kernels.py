@@ -11,8 +11,10 @@ and kept in numba's file cache. Each works on one time step of a batch, (B, n) r
   above `LOOP_LIMIT` multiply-adds (measured by benchmarks/bench_small.py --gemm);
 - one forward and one backward per activation, side by side as in runtime/primitives.py.
 
-Loops run over rows: `row = a[b]` then a 1-D loop over the row, which the compiler turns
-into SIMD code (indexing a[b, j] in the inner loop keeps it scalar, about 5x slower).
+Loops run over 1-D views: the whole (B, n) array flattened where it is contiguous (the
+activations, leaks, whole-width sums), else row by row (`row = a[b]`, blocks of columns); the
+compiler turns such loops into SIMD code (indexing a[b, j] in the inner loop keeps it scalar,
+about 5x slower, and rows of a few units are too short to pay for a loop each).
 """
 from __future__ import annotations
 
@@ -94,29 +96,43 @@ def route(dX, tau, d, valid, teach, tmask, fill_learns, learns, dh0):
 
 # --- in-step products --------------------------------------------------------------------------
 
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+def _dot(a, b):
+    """sum(a * b) over two contiguous rows, vectorised (the sum is reassociated, as BLAS does)."""
+    acc = a[0] * b[0]
+    for i in range(1, a.shape[0]):
+        acc += a[i] * b[i]
+    return acc
+
+
 @_jit
-def matmul_loops(x, WT, out):
-    """out (B, m) = x (B, k) @ WT (k, m) as explicit loops (faster than a BLAS call when small)."""
+def matmul_loops(x, WT, W, out):
+    """out (B, m) = x (B, k) @ WT (k, m) as explicit loops (faster than a BLAS call when small),
+    W = WT.T (m, k) contiguous: rows of WT when m is the longer side, dot products with rows
+    of W when k is, so the inner loop is the long one."""
     B, k = x.shape
     m = WT.shape[1]
     for b in range(B):
-        o = out[b]
-        o[:] = 0.0
-        xb = x[b]
-        for i in range(k):
-            xi = xb[i]
-            w = WT[i]
+        o, xb = out[b], x[b]
+        if m >= k:
+            o[:] = 0.0
+            for i in range(k):
+                xi, w = xb[i], WT[i]
+                for j in range(m):
+                    o[j] += xi * w[j]
+        else:
             for j in range(m):
-                o[j] += xi * w[j]
+                o[j] = _dot(xb, W[j])
 
 
 @_jit
-def matmul_into(x, WT, out):
-    """out (B, m) = x (B, k) @ WT (k, m): loops below LOOP_LIMIT multiply-adds, BLAS above."""
+def matmul_into(x, WT, W, out):
+    """out (B, m) = x (B, k) @ WT (k, m) (W = WT.T): loops below LOOP_LIMIT multiply-adds,
+    BLAS above."""
     if x.shape[0] * x.shape[1] * WT.shape[1] >= LOOP_LIMIT:
         np.dot(x, WT, out)
     else:
-        matmul_loops(x, WT, out)
+        matmul_loops(x, WT, W, out)
 
 
 @_jit
@@ -131,8 +147,8 @@ def add_bias(out, bias):
 @_jit
 def weigh(x, W, WT, diag, out):
     """out = x @ W.T (WT: W transposed, contiguous) for a matrix weight, x * W[0] for a
-    diagonal one (W (1, n): diagonal, identity and scalar fixed weights). The gradient with
-    respect to x is weigh(dy, W, W, diag, dx): dy @ W, or dy * W[0]."""
+    diagonal one (W = WT (1, n): diagonal, identity and scalar fixed weights). The gradient
+    with respect to x is weigh(dy, WT, W, diag, dx): dy @ W, or dy * W[0]."""
     if diag:
         B, n = x.shape
         w = W[0]
@@ -141,7 +157,7 @@ def weigh(x, W, WT, diag, out):
             for j in range(n):
                 o[j] = xb[j] * w[j]
     else:
-        matmul_into(x, WT, out)
+        matmul_into(x, WT, W, out)
 
 
 # --- sums, copies and gates over column blocks ----------------------------------------------
@@ -158,6 +174,9 @@ def zero(out):
 def copy_cols(dst, lo, src):
     """dst[:, lo:lo + n] = src."""
     B, n = src.shape
+    if lo == 0 and dst.shape[1] == n:
+        dst[:, :] = src
+        return
     for b in range(B):
         o, s = dst[b, lo:lo + n], src[b]
         for j in range(n):
@@ -168,6 +187,9 @@ def copy_cols(dst, lo, src):
 def take_cols(dst, src, lo):
     """dst = src[:, lo:lo + n]."""
     B, n = dst.shape
+    if lo == 0 and src.shape[1] == n:
+        dst[:, :] = src
+        return
     for b in range(B):
         o, s = dst[b], src[b, lo:lo + n]
         for j in range(n):
@@ -178,6 +200,11 @@ def take_cols(dst, src, lo):
 def add_cols(acc, src, lo):
     """acc += src[:, lo:lo + n]."""
     B, n = acc.shape
+    if lo == 0 and src.shape[1] == n:
+        a, s = acc.reshape(B * n), src.reshape(B * n)
+        for j in range(B * n):
+            a[j] += s[j]
+        return
     for b in range(B):
         a, s = acc[b], src[b, lo:lo + n]
         for j in range(n):
@@ -232,20 +259,19 @@ def gate_grad_cols(dg, complement, d, other, lo):
 def leak(out, alpha, prev, a):
     """out = alpha * prev + (1 - alpha) * a."""
     B, n = out.shape
-    for b in range(B):
-        o, p, ab = out[b], prev[b], a[b]
-        for j in range(n):
-            o[j] = alpha[j] * p[j] + (1.0 - alpha[j]) * ab[j]
+    o, p, ab = out.reshape(B * n), prev.reshape(B * n), a.reshape(B * n)
+    for i in range(B * n):
+        al = alpha[i % n]
+        o[i] = al * p[i] + (1.0 - al) * ab[i]
 
 
 @_jit
 def scale_rows(out, s, d):
     """out = s * d with s (n,) per unit."""
     B, n = out.shape
-    for b in range(B):
-        o, db = out[b], d[b]
-        for j in range(n):
-            o[j] = s[j] * db[j]
+    o, db = out.reshape(B * n), d.reshape(B * n)
+    for i in range(B * n):
+        o[i] = s[i % n] * db[i]
 
 
 # --- activations: forward in place on net, backward from the output a --------------------------
@@ -285,104 +311,93 @@ def identity_back(a, da, out, lo, hi):
 
 @_jit
 def tanh(x, lo, hi, fast):
-    B, n = x.shape
-    for b in range(B):
-        r = x[b]
-        if fast:
-            for j in range(n):
-                r[j] = _tanh_f32(r[j])
-        else:
-            for j in range(n):
-                r[j] = math.tanh(r[j])
+    n = x.size
+    r = x.reshape(n)
+    if fast:
+        for j in range(n):
+            r[j] = _tanh_f32(r[j])
+    else:
+        for j in range(n):
+            r[j] = math.tanh(r[j])
 
 
 @_jit
 def tanh_back(a, da, out, lo, hi):
-    B, n = a.shape
-    for b in range(B):
-        o, ab, db = out[b], a[b], da[b]
-        for j in range(n):
-            o[j] = db[j] * (1.0 - ab[j] * ab[j])
+    n = a.size
+    o, ab, db = out.reshape(n), a.reshape(n), da.reshape(n)
+    for j in range(n):
+        o[j] = db[j] * (1.0 - ab[j] * ab[j])
 
 
 @_jit
 def sigmoid(x, lo, hi, fast):
     """sigma(x) = (1 + tanh(x/2)) / 2, the formula of runtime/primitives.py (no overflow)."""
-    B, n = x.shape
-    for b in range(B):
-        r = x[b]
-        if fast:
-            for j in range(n):
-                r[j] = np.float32(0.5) * _tanh_f32(np.float32(0.5) * r[j]) + np.float32(0.5)
-        else:
-            for j in range(n):
-                r[j] = 0.5 * math.tanh(0.5 * r[j]) + 0.5
+    n = x.size
+    r = x.reshape(n)
+    if fast:
+        for j in range(n):
+            r[j] = np.float32(0.5) * _tanh_f32(np.float32(0.5) * r[j]) + np.float32(0.5)
+    else:
+        for j in range(n):
+            r[j] = 0.5 * math.tanh(0.5 * r[j]) + 0.5
 
 
 @_jit
 def sigmoid_back(a, da, out, lo, hi):
-    B, n = a.shape
-    for b in range(B):
-        o, ab, db = out[b], a[b], da[b]
-        for j in range(n):
-            o[j] = db[j] * ab[j] * (1.0 - ab[j])
+    n = a.size
+    o, ab, db = out.reshape(n), a.reshape(n), da.reshape(n)
+    for j in range(n):
+        o[j] = db[j] * ab[j] * (1.0 - ab[j])
 
 
 @_jit
 def scaled_sigmoid(x, lo, hi, fast):
     sigmoid(x, lo, hi, fast)
-    B, n = x.shape
-    for b in range(B):
-        r = x[b]
-        for j in range(n):
-            r[j] = r[j] * (hi - lo) + lo
+    r = x.reshape(x.size)
+    for j in range(x.size):
+        r[j] = r[j] * (hi - lo) + lo
 
 
 @_jit
 def scaled_sigmoid_back(a, da, out, lo, hi):
-    B, n = a.shape
-    for b in range(B):
-        o, ab, db = out[b], a[b], da[b]
-        for j in range(n):
-            o[j] = db[j] * ((ab[j] - lo) * (hi - ab[j]) / (hi - lo))
+    n = a.size
+    o, ab, db = out.reshape(n), a.reshape(n), da.reshape(n)
+    for j in range(n):
+        o[j] = db[j] * ((ab[j] - lo) * (hi - ab[j]) / (hi - lo))
 
 
 @_jit
 def relu(x, lo, hi, fast):
-    B, n = x.shape
-    for b in range(B):
-        r = x[b]
-        for j in range(n):
-            r[j] = max(r[j], 0.0)
+    n = x.size
+    r = x.reshape(n)
+    for j in range(n):
+        r[j] = max(r[j], 0.0)
 
 
 @_jit
 def relu_back(a, da, out, lo, hi):
-    B, n = a.shape
-    for b in range(B):
-        o, ab, db = out[b], a[b], da[b]
-        for j in range(n):
-            o[j] = db[j] if ab[j] > 0.0 else 0.0
+    n = a.size
+    o, ab, db = out.reshape(n), a.reshape(n), da.reshape(n)
+    for j in range(n):
+        o[j] = db[j] if ab[j] > 0.0 else 0.0
 
 
 @_jit
 def softplus(x, lo, hi, fast):
     """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
-    B, n = x.shape
-    for b in range(B):
-        r = x[b]
-        for j in range(n):
-            v = r[j]
-            r[j] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+    n = x.size
+    r = x.reshape(n)
+    for j in range(n):
+        v = r[j]
+        r[j] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
 @_jit
 def softplus_back(a, da, out, lo, hi):
-    B, n = a.shape
-    for b in range(B):
-        o, ab, db = out[b], a[b], da[b]
-        for j in range(n):
-            o[j] = db[j] * -math.expm1(-ab[j])
+    n = a.size
+    o, ab, db = out.reshape(n), a.reshape(n), da.reshape(n)
+    for j in range(n):
+        o[j] = db[j] * -math.expm1(-ab[j])
 
 
 @_jit

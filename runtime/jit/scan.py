@@ -77,7 +77,7 @@ def _single_weight(call, name, transposed):
     elif c.weight == "fixed" and W.ndim == 0:
         W = _constant("fixed", (n,), call.dtype, float(W))
     if W.ndim == 1:
-        return _constant("none", (1, 1), call.dtype) if transposed else _c(W[None, :], call.dtype)
+        return _c(W[None, :], call.dtype)  # diagonal: the same (1, n) both ways
     return _c(W.T if transposed else W, call.dtype)
 
 

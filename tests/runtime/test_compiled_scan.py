@@ -272,3 +272,26 @@ def test_emit_step_writes_readable_python_with_the_spec_names(tmp_path, monkeypa
     assert "# G0 = 'mem.h'@1 -> 'mem.h->mem.i@1'" in text
     r = cli_in(tmp_path, ["compile", ROOT / "specs" / "elman.yaml", "--emit-step", tmp_path / "missing" / "x.py"])
     assert r.exit_code == 2 and "cannot write" in r.output and "Traceback" not in r.output
+
+
+def test_softmax_relu_and_scaled_sigmoid_units_inside_a_recurrence():
+    """The activations the random graphs do not draw, each inside a recurrent loop, with a
+    source gate, a complement target gate, a connection bias and a learned initial state."""
+    spec = {"timeloom": 1, "name": "acts", "inputs": {"x": {"size": 3}},
+            "units": {"s": {"size": 4, "activation": "softmax", "initial": "learned"},
+                      "r": {"size": 4, "activation": "relu"},
+                      "q": {"size": 4, "activation": {"scaled_sigmoid": [-2, 2]}},
+                      "y": {"size": 2, "activation": "identity"}},
+            "connections": [{"from": "x", "to": "s"}, {"from": "q", "to": "s", "delay": 1},
+                            {"from": "s", "to": "r", "bias": True},
+                            {"from": "r", "to": "q", "gate": {"unit": "s", "at": "source"}},
+                            {"from": "q", "to": "q", "delay": 2, "weight": "diagonal",
+                             "gate": {"unit": "r", "complement": True}},
+                            {"from": "q", "to": "y"}],
+            "outputs": {"y": {"loss": "mse"}}}
+    program = compiler.compile_spec(spec)
+    rng = np.random.default_rng(5)
+    for lengths in (False, True):
+        inputs, targets, masks, lens = random_batch(program, T, B, rng, lengths)
+        assert_all_agree(program, inputs, targets, masks, lens, carried_state(program, rng, B),
+                         teacher_for(program, T, B, rng))

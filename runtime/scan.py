@@ -37,7 +37,7 @@ def forward(ex, plan, run, pre):
         if units[u].leak is not None:
             traj.squashed[u] = ex.buffer(("squashed", u), (T, B, units[u].size))
     compiled = ex.compiled.get(id(plan))
-    if compiled is not None:
+    if compiled is not None and compiled.pays(B):
         compiled.forward(ex.b.dtype, run.reads, run.params, run.consts,
                          {"Y": traj.out, "pre": pre, "A": traj.squashed, "G": traj.products,
                           "L": traj.gated_later, "columns": traj.columns},
@@ -129,7 +129,7 @@ def backward(ex, plan, run):
             elif kind == "single":
                 errors.d_single[c.name] = ex.buffer(("d_single", c.name), (T, B, units[u].size))
     compiled = ex.compiled.get(id(plan))
-    if compiled is not None:
+    if compiled is not None and compiled.pays(B):
         traj = run.traj
         compiled.backward(ex.b.dtype, run.reads, run.params, run.consts,
                           {"Y": traj.out, "A": traj.squashed, "G": traj.products, "L": traj.gated_later,

@@ -12,6 +12,13 @@ import numpy as np
 from . import cache
 from .codegen import generate
 
+# Above this many multiply-adds in one in-step product (B x inputs x outputs) the interpreted
+# scan is faster: its products run on NumPy's BLAS, which is 15-25% faster here than the SciPy
+# BLAS that numba calls (benchmarks/bench_small.py: LSTM B=64, H=256 (17M) compiled 0.92x the
+# interpreted scan, H=512 (67M) 1.07x), and a step of that size costs far more than the
+# Python the compiled scan saves. The results are the same either way.
+BLAS_BOUND = 1 << 25
+
 # the roles whose arrays the scans write: they must be the executor's own buffers
 _WRITTEN = {"Y", "A", "G", "dY", "dNET", "dG", "dS", "dL", "dh0"}
 
@@ -151,7 +158,15 @@ class CompiledScan:
         self.connections = {c.name: c for c in program.connections}
         self.offsets = [np.array([g.slices[c.name].start for c in g.members], dtype=np.int64)
                         for g in plan.step_groups]
+        products = [program.size(g.source) * g.width for g in plan.step_groups]
+        products += [program.size(c.source) * program.size(c.target) for terms in plan.terms.values()
+                     for kind, c, _ in terms if kind == "single" and c.weight in ("full", "fixed")]
+        self.largest_product = max(products, default=0)  # multiply-adds per sample and step
         self._module = None
+
+    def pays(self, B: int) -> bool:
+        """Whether the compiled scan is the faster one for batch size B (see BLAS_BOUND)."""
+        return B * self.largest_product < BLAS_BOUND
 
     @property
     def module(self):

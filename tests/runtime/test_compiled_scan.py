@@ -295,3 +295,20 @@ def test_softmax_relu_and_scaled_sigmoid_units_inside_a_recurrence():
         inputs, targets, masks, lens = random_batch(program, T, B, rng, lengths)
         assert_all_agree(program, inputs, targets, masks, lens, carried_state(program, rng, B),
                          teacher_for(program, T, B, rng))
+
+
+def test_steps_with_products_beyond_the_blas_bound_run_the_interpreted_scan(monkeypatch):
+    """Large in-step products go to NumPy's BLAS through the interpreted scan: same results."""
+    from runtime.jit import scan as jit_scan
+    program = load_small(ROOT / "specs" / "gru.yaml")
+    inputs, targets, masks, _ = random_batch(program, T, B, np.random.default_rng(1))
+    nets = networks(program)
+    want = nets[2].loss_and_grads(inputs, targets, masks=masks)
+    calls = []
+    monkeypatch.setattr(jit_scan.CompiledScan, "backward", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(jit_scan, "BLAS_BOUND", 1)
+    loss, grads = nets[0].loss_and_grads(inputs, targets, masks=masks)
+    assert not calls, "the compiled scan ran"
+    close(loss, want[0], "loss")
+    for p in grads:
+        close(grads[p], want[1][p], f"gradient of {p}")

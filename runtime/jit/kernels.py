@@ -7,8 +7,8 @@ and kept in numba's file cache. Each works on one time step of a batch, (B, n) r
   the way back of its gradient (docs/ARCHITECTURE.md "Runtime semantics": initial state
   before t = 0 or at padded steps, carried-in state, teacher forcing) — the compiled twin
   of runtime/tape.py's `Reads.read` / `Reads.read_backward`;
-- `matmul_into`: an in-step product, explicit loops (`matmul_loops`) for small sizes and BLAS
-  above `LOOP_LIMIT` multiply-adds (measured by benchmarks/bench_small.py --gemm);
+- `matmul_into`: an in-step product as explicit loops (products too large for loops leave
+  the step to the interpreted scan: runtime/jit/scan.py's LOOP_BOUND);
 - one forward and one backward per activation, side by side as in runtime/primitives.py.
 
 Loops run over 1-D views: the whole (B, n) array flattened where it is contiguous (the
@@ -22,9 +22,6 @@ import math
 
 import numpy as np
 from numba import njit
-
-# in-step products with fewer multiply-adds than this run as explicit loops; BLAS above
-LOOP_LIMIT = 16384
 
 _jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
@@ -127,12 +124,10 @@ def matmul_loops(x, WT, W, out):
 
 @_jit
 def matmul_into(x, WT, W, out):
-    """out (B, m) = x (B, k) @ WT (k, m) (W = WT.T): loops below LOOP_LIMIT multiply-adds,
-    BLAS above."""
-    if x.shape[0] * x.shape[1] * WT.shape[1] >= LOOP_LIMIT:
-        np.dot(x, WT, out)
-    else:
-        matmul_loops(x, WT, W, out)
+    """out (B, m) = x (B, k) @ WT (k, m) (W = WT.T). Always our own loops: a BLAS call from
+    here would go to a second BLAS library (SciPy's, which numba uses), slower than NumPy's
+    and fighting its threads; products too large for loops run in the interpreted scan."""
+    matmul_loops(x, WT, W, out)
 
 
 @_jit

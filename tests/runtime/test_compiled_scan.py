@@ -297,7 +297,7 @@ def test_softmax_relu_and_scaled_sigmoid_units_inside_a_recurrence():
                          teacher_for(program, T, B, rng))
 
 
-def test_steps_with_products_beyond_the_blas_bound_run_the_interpreted_scan(monkeypatch):
+def test_steps_with_products_beyond_the_loop_bound_run_the_interpreted_scan(monkeypatch):
     """Large in-step products go to NumPy's BLAS through the interpreted scan: same results."""
     from runtime.jit import scan as jit_scan
     program = load_small(ROOT / "specs" / "gru.yaml")
@@ -306,7 +306,7 @@ def test_steps_with_products_beyond_the_blas_bound_run_the_interpreted_scan(monk
     want = nets[2].loss_and_grads(inputs, targets, masks=masks)
     calls = []
     monkeypatch.setattr(jit_scan.CompiledScan, "backward", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(jit_scan, "BLAS_BOUND", 1)
+    monkeypatch.setattr(jit_scan, "LOOP_BOUND", 1)
     loss, grads = nets[0].loss_and_grads(inputs, targets, masks=masks)
     assert not calls, "the compiled scan ran"
     close(loss, want[0], "loss")

@@ -32,11 +32,14 @@ def resolve_checkpoint(path) -> Path:
 
 
 def network(program, checkpoint=None, seed: int | None = None, dtype: str = DTYPE):
-    """The spec's network at initialisation (the run's seed), or with a checkpoint's parameters."""
+    """The spec's network at initialisation (the run's seed), or with a checkpoint's parameters.
+
+    Diagnostics make a few float64 passes: the interpreted scan runs them at once, where a
+    compiled one would first compile for float64 (seconds per structure)."""
     from runtime import Network
     from runtime.train import checkpoint as ckpts
 
-    net = Network(program, dtype=dtype, seed=seed_of(program) if seed is None else seed)
+    net = Network(program, dtype=dtype, seed=seed_of(program) if seed is None else seed, jit=False)
     if checkpoint is not None:
         ckpt = ckpts.load(resolve_checkpoint(checkpoint))
         ckpts.check_fits(ckpt, program)
@@ -50,7 +53,7 @@ def copy_network(net, dtype: str = DTYPE):
 
     if net.backend.name == "numpy" and str(net.backend.dtype) == dtype:
         return net
-    other = Network(net.program, dtype=dtype, seed=net.seed)
+    other = Network(net.program, dtype=dtype, seed=net.seed, jit=False)  # a few passes: see network()
     other.params = {k: other.backend.asarray(net.backend.to_numpy(v)) for k, v in net.params.items()}
     return other
 

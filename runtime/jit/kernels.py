@@ -166,29 +166,28 @@ def zero(out):
 
 
 @_jit
-def copy_cols(dst, lo, src):
-    """dst[:, lo:lo + n] = src."""
-    B, n = src.shape
-    if lo == 0 and dst.shape[1] == n:
+def _copy_block(dst, dlo, src, slo, n):
+    """dst[:, dlo:dlo + n] = src[:, slo:slo + n]."""
+    B = dst.shape[0]
+    if dlo == 0 and slo == 0 and dst.shape[1] == n and src.shape[1] == n:
         dst[:, :] = src
         return
     for b in range(B):
-        o, s = dst[b, lo:lo + n], src[b]
+        o, s = dst[b, dlo:dlo + n], src[b, slo:slo + n]
         for j in range(n):
             o[j] = s[j]
 
 
 @_jit
+def copy_cols(dst, lo, src):
+    """dst[:, lo:lo + n] = src."""
+    _copy_block(dst, lo, src, 0, src.shape[1])
+
+
+@_jit
 def take_cols(dst, src, lo):
     """dst = src[:, lo:lo + n]."""
-    B, n = dst.shape
-    if lo == 0 and src.shape[1] == n:
-        dst[:, :] = src
-        return
-    for b in range(B):
-        o, s = dst[b], src[b, lo:lo + n]
-        for j in range(n):
-            o[j] = s[j]
+    _copy_block(dst, 0, src, lo, dst.shape[1])
 
 
 @_jit

@@ -5,8 +5,10 @@ The generated functions run every time step of one recurrent component in one ca
 see the same buffers the interpreter fills (outputs, pre-activations, fused step products,
 hoisted gated terms) and call runtime/jit/kernels.py for each operation of a step, so a
 step reads like the plan: read, product, gate, sum, activation, leak. Arguments are named
-by role and index; `ScanSource.args` says which array each one is (runtime/jit/scan.py
-binds them), and comments name the units and connections of the spec.
+by role and index; `ScanSource.forward_args` / `backward_args` say which array each one is
+(runtime/jit/scan.py binds them). The source holds no spec names and no sizes, so components
+of the same structure share it; `ScanSource.legend` (and `emit`, for `timeloom compile
+--emit-step`) says which spec names the indices stand for.
 """
 from __future__ import annotations
 

@@ -54,9 +54,19 @@ def forward(ex, plan, run):
         else:
             add(c.target, lin, mine, cols)
 
+    biased = set()  # units whose bias is added with a hoisted product's bias (one pass over Z)
     for g in plan.hoist_groups:
         X = _shifted(run, g.source, g.delay)
         Wcat, bias = ex.weights(g, run.params)
+        own = False
+        for c in g.members:
+            u = c.target
+            if (ex.program.units[u].bias is not None and u not in pre and u not in biased
+                    and c.name not in plan.late_gate and (c.gate is None or c.gate.at != "target")):
+                if not own:
+                    bias, own = (xp.zeros(g.width, dtype=Wcat.dtype) if bias is None else bias.copy()), True
+                bias[g.slices[c.name]] += run.params[f"{u}.bias"]
+                biased.add(u)
         Z = ex.buffer(("hoisted", id(g)), (T, B, g.width))
         xp.matmul(X.reshape(T * B, -1), Wcat.T, out=Z.reshape(T * B, g.width))
         if bias is not None:
@@ -70,7 +80,7 @@ def forward(ex, plan, run):
             place(c, ex.lin(c, X, gsrc, run))
     for u in plan.units:
         unit = ex.program.units[u]
-        if unit.bias is not None:
+        if unit.bias is not None and u not in biased:
             add(u, run.params[f"{u}.bias"])
         if u not in pre and plan.direction != 0:
             pre[u] = None  # nothing before the scan: the step sums its own terms

@@ -57,7 +57,7 @@ def torch_model(cell: str, I: int, H: int):
 
 
 def copy_weights(cell: str, model, net):
-    """torch's parameters -> timeloom's names (DESIGN.md / ARCHITECTURE.md wiring)."""
+    """torch's parameters -> timeloom's names (docs/ARCHITECTURE.md wiring)."""
     W_ih = model.weight_ih_l0.detach().cpu().numpy()
     W_hh = model.weight_hh_l0.detach().cpu().numpy()
     b_ih = model.bias_ih_l0.detach().cpu().numpy()

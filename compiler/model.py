@@ -103,7 +103,7 @@ class Output:
 
 @dataclass
 class ParamInfo:
-    """One trainable or fixed array of the network, named as in DESIGN.md."""
+    """One trainable or fixed array of the network, named as in docs/ARCHITECTURE.md."""
 
     name: str
     shape: tuple

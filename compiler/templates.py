@@ -340,7 +340,7 @@ class Expander:
 
 
 def name_connections(connections: list[Connection]) -> list[Connection]:
-    """Parameter names as in DESIGN.md: "from->to", "@delay" when delay != 0, "#2" for repeats."""
+    """Parameter names (docs/ARCHITECTURE.md): "from->to", "@delay" when delay != 0, "#2" for repeats."""
     seen: dict[str, int] = {}
     for c in connections:
         base = f"{c.source}->{c.target}" + (f"@{c.delay}" if c.delay else "")

@@ -5,7 +5,7 @@
 - `export_onnx(program, params) -> onnx.ModelProto`: standard LSTM / GRU / RNN operators where
   a recurrence is exactly one, a Scan over the primitives otherwise.
 - `import_torch(state_dict) -> TorchImport`: nn.RNN / nn.LSTM / nn.GRU state_dicts.
-- `load_params(net, path)` / `save_params(net, path)`: .npz files of DESIGN.md-named arrays.
+- `load_params(net, path)` / `save_params(net, path)`: .npz files of arrays named as in docs/ARCHITECTURE.md.
 - `mapping`: the weight mappings (gate orders, bias sums, peepholes, coupled gates).
 onnx, onnxruntime and torch are imported only when used.
 """

@@ -2,7 +2,7 @@
 
 A cell direction is described by the timeloom unit of each role (`roles`: "i", "f", "o",
 "g", "c", "ct", "h" for lstm; "r", "z", "n", "h" for gru; "h" for rnn) and its recurrent
-delay D (+1 forward, -1 backward). Parameter names follow DESIGN.md:
+delay D (+1 forward, -1 backward). Parameter names follow docs/ARCHITECTURE.md ("Parameter names"):
 
   ONNX (per direction; rows of W, R and both halves of B in ONNX_GATES order)
     W[k][:, cols of source s] -> "s->k"           R[k] -> "h->k@D"

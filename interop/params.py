@@ -1,4 +1,4 @@
-"""Parameter files: one `.npz` holding every parameter under its DESIGN.md name
+"""Parameter files: one `.npz` holding every parameter under its name (docs/ARCHITECTURE.md "Parameter names")
 ("x->h", "h->h@1", "h.bias", "h->n@1.bias", "h.h0", "h.alpha", ...).
 
 `save_params(net, path)` writes `net.params` (float64); `load_params(net, path)` checks every

@@ -1,6 +1,6 @@
 """Closed-form checks of single primitives: each small net against a hand-written NumPy loop.
 
-The oracle here is the formula of DESIGN.md / docs/ARCHITECTURE.md written out in NumPy
+The oracle here is the formula of docs/ARCHITECTURE.md written out in NumPy
 (time-major arrays, W of shape (to.size, from.size), so a contribution is x @ W.T).
 Both executors are checked against it.
 """

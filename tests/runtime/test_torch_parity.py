@@ -7,7 +7,7 @@ a linear readout `y` (identity unit) trained with mse; torch gets the same reado
 gradient can be compared, torch's `weight_ih_l*`, `weight_hh_l*`, `bias_ih_l*`, `bias_hh_l*`
 one by one.
 
-The name mapping (`interop.mapping.torch_links`) follows DESIGN.md's parameter names and
+The name mapping (`interop.mapping.torch_links`) follows the parameter names of docs/ARCHITECTURE.md and
 ARCHITECTURE.md's block wiring; torch's layout is in its docs (nn.RNN / nn.LSTM / nn.GRU, "Variables").
 """
 from __future__ import annotations

@@ -10,8 +10,28 @@ import typer
 
 from compiler import SpecError, TimeloomError, compile_spec
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False,
                   help="timeloom: recurrent neural networks as declarative YAML specs.")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("timeloom")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown (not installed)"
+
+
+@app.callback(invoke_without_command=True)
+def _main(ctx: typer.Context,
+          show_version: bool = typer.Option(False, "--version", help="print the version and exit")):
+    """Bare `timeloom` prints this help and exits 0; `timeloom --version` prints the version."""
+    if show_version:
+        typer.echo(f"timeloom {_version()}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 class Format(str, Enum):

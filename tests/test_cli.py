@@ -30,6 +30,19 @@ def test_help_lists_the_commands():
     assert "compile" in result.output and "run" in result.output
 
 
+def test_bare_timeloom_prints_the_help_and_exits_0():
+    result = invoke()
+    assert result.exit_code == 0
+    assert "Usage" in result.output and "compile" in result.output and "run" in result.output
+
+
+def test_version_is_the_installed_package_version():
+    from importlib.metadata import version
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"timeloom {version('timeloom')}"
+
+
 def test_compile_prints_the_summary():
     result = invoke("compile", ELMAN)
     assert result.exit_code == 0, result.output

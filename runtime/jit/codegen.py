@@ -206,8 +206,9 @@ class _Generator:
     def _gate(self, c):
         return f"Y{self._j(c.gate.unit)}[t]", "True" if c.gate.complement else "False"
 
-    def _single_diag(self, c):
-        return c.weight != "full" and not (c.weight == "fixed" and _matrix(c.fixed))
+    @staticmethod
+    def _single_diag(c):
+        return not matrix_weight(c)
 
     def _temps(self, w, backward):
         """Per-step (B, n) work rows, allocated once per call."""
@@ -444,5 +445,8 @@ def _kernels_hash() -> str:
     return hashlib.sha256((Path(__file__).parent / "kernels.py").read_bytes()).hexdigest()[:16]
 
 
-def _matrix(fixed) -> bool:
-    return isinstance(fixed, (list, tuple)) or getattr(fixed, "ndim", 0) == 2
+def matrix_weight(c) -> bool:
+    """Whether connection c multiplies by a matrix (full, or fixed with a matrix); the other
+    kinds (diagonal, identity, fixed scalar) scale each unit."""
+    return c.weight == "full" or (c.weight == "fixed" and
+                                  (isinstance(c.fixed, (list, tuple)) or getattr(c.fixed, "ndim", 0) == 2))

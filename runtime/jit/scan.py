@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cache
-from .codegen import generate
+from .codegen import generate, matrix_weight
 
 # The compiled scans compute in-step products with their own loops (runtime/jit/kernels.py).
 # When a product has this many multiply-adds per step (B x inputs x outputs) or more, the
@@ -162,7 +162,7 @@ class CompiledScan:
                         for g in plan.step_groups]
         products = [program.size(g.source) * g.width for g in plan.step_groups]
         products += [program.size(c.source) * program.size(c.target) for terms in plan.terms.values()
-                     for kind, c, _ in terms if kind == "single" and c.weight in ("full", "fixed")]
+                     for kind, c, _ in terms if kind == "single" and matrix_weight(c)]
         self.largest_product = max(products, default=0)  # multiply-adds per sample and step
         self._module = None
 

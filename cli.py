@@ -137,6 +137,8 @@ def compile(
     from compiler import draw
 
     kind = (fmt.value if fmt else output.suffix.lstrip(".").lower()) or "json"
+    if output.is_dir():
+        _fail(TimeloomError(f"-o {output} is a folder; give a file name, e.g. -o {output / program.name}.{kind}"))
     use_unrolled = unrolled if unrolled is not None else True
     graph = program.unroll(steps) if use_unrolled else program.graph
     title = f"{program.name}: " + (f"unrolled over {steps} steps" if use_unrolled else "folded graph")
@@ -144,6 +146,8 @@ def compile(
         draw.write(graph, output, kind, unrolled=use_unrolled, title=title)
     except ValueError as e:
         _fail(TimeloomError(str(e)))
+    except OSError as e:
+        _fail(TimeloomError(f"cannot write {output}: {e.strerror or e}; give a file in a folder you can write"))
     typer.echo(f"wrote {output}")
 
 
@@ -190,6 +194,8 @@ def run(
     opts = session.Options(backend=backend, dtype=dtype, runs_dir=runs_dir, name=name,
                            eval_every=eval_every, overrides=items, report=report)
     try:
+        if name is not None:  # before any work: the same rule as the spec's name: (a plain folder name)
+            session.rundir.inside(runs_dir, name, "run name")
         if resume is not None:
             if checkpoint is not None or evaluate:
                 raise TimeloomError("--resume continues a run from its own checkpoints; "

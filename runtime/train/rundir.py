@@ -24,6 +24,7 @@ from compiler.errors import TimeloomError
 def create(root, name: str) -> Path:
     """A new, empty run directory root/NAME-YYYYmmdd-HHMMSS (with -2, -3, ... on a clash)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    inside(root, name, "run name")  # a plain name, not a path out of root
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -38,6 +39,23 @@ def create(root, name: str) -> Path:
     except OSError as e:
         raise TimeloomError(f"cannot create a run directory under {root}: {e.strerror or e}") from e
     raise TimeloomError(f"too many runs named {name}-{stamp} under {root}")
+
+
+def inside(base, name, what: str = "name") -> Path:
+    """base/NAME, refused unless NAME is a plain name (compiler.schema.plain_name_problem: the rule of
+    the schema's `name:`) and the folder resolves inside base (a symlink may not lead out of it)."""
+    from compiler.schema import plain_name_problem
+
+    problem = plain_name_problem(name)
+    if problem is not None:
+        raise TimeloomError(f"the {what} {problem}; give another with --name")
+    base = Path(base)
+    path = base / name
+    real_base, real = base.resolve(), path.resolve()
+    if real_base not in real.parents:
+        raise TimeloomError(f"the {what} '{name}' leads to {real}, outside {real_base} (a link?); "
+                            "give another with --name")
+    return path
 
 
 def write_text(path: Path, text: str) -> None:

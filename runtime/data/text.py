@@ -47,6 +47,7 @@ from .base import (
 )
 from .corpus import ensure_bundled
 from .metrics import ConstantPredictor, binary_scores, cross_entropy_bits
+from .source import check_file, max_bytes
 
 LOWER27 = "abcdefghijklmnopqrstuvwxyz "
 VALIDATION_BATCH = 256
@@ -85,7 +86,7 @@ class Text(Task):
     metric = "bpc"
     higher_is_better = False
     PARAMS: ClassVar[dict] = {"path": None, "seq_len": 100, "alphabet": "auto", "mode": "next_char",
-              "validation_split": None, "validation_chars": 100_000}
+              "validation_split": None, "validation_chars": 100_000, "max_mb": None}
 
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)
@@ -99,7 +100,7 @@ class Text(Task):
             p["validation_split"] = (program.training or {}).get("validation_split", 0.1)
         split = check_float(p, "validation_split", 0, 1, lo_open=True, hi_open=True)
         choice = check_choice(p, "alphabet", ("auto", "lower27", "file"))
-        self.path = resolve_path(program, p["path"])
+        self.path = check_file(resolve_path(program, p["path"]), "path", max_bytes(p))
         try:
             raw = self.path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError) as e:

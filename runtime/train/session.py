@@ -101,6 +101,7 @@ def resume_run(path: Path, program, spec: dict, info: dict, opts: Options, progr
     if ckpt.meta.get("seed", cfg.seed) != cfg.seed:
         raise CheckpointError(f"{found} was trained with seed {ckpt.meta.get('seed')}, not {cfg.seed}; "
                               f"resume without --seed")
+    checkpoint.check_resume(ckpt, cfg, program)  # an exact resume is possible: checked before anything is written
     task = tasks.load_task(program, cfg.seed)
     net = _network(program, opts.backend or info.get("backend"), opts.dtype or info.get("dtype"), cfg.seed)
     if opts.overrides:

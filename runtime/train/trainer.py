@@ -329,6 +329,7 @@ class Trainer:
                 (self.cfg.method == "bptt" and meta.get("optimizer") != self.cfg.optimizer):
             raise CheckpointError(f"{ckpt.path} was trained with method {meta.get('method')}, optimizer "
                                   f"{meta.get('optimizer')}; resume with the same training settings")
+        checkpoint.check_resume(ckpt, self.cfg, self.program)
         try:
             self.optimizer.load_state(ckpt.optimizer, self.net.backend.asarray)
         except TrainingError as e:

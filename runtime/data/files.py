@@ -2,7 +2,8 @@
 
 Every input of the spec and every output with a loss gets one file, named by the unit;
 paths are relative to the spec file's folder. Formats: `.npy`; `.npz` (the array named like
-the unit, or its only array); `.csv` (comma-separated numbers, optional header line).
+the unit, or its only array); `.csv` (comma-separated numbers, optional header line). Each is a
+regular file of at most `max_mb` MiB (default 512) holding real numbers (see `source.py`).
 
 Layout: sample-major, one row per sequence, as a data set is usually stored:
   inputs and `at: all`/`at: mask` targets   (N, T, size)   N sequences of T steps

@@ -1,7 +1,8 @@
 """Character-level text tasks on a UTF-8 file: next-character prediction and end of word.
 
 `path` is relative to the spec file's folder (`program.source`). The bundled corpus
-(`<repo>/data/corpus.txt`, see `corpus.py`) is generated there when it is missing.
+(`<repo>/data/corpus.txt`, see `corpus.py`) is generated there when it is missing. It must be a
+regular file of at most `max_mb` MiB (default 512; see `source.py`).
 
 Alphabet (`alphabet`): `lower27`: the text is lower-cased, every run of characters other
 than a-z becomes one space; symbols a..z = 0..25, space = 26 (the 27 symbols of the specs).

@@ -160,10 +160,13 @@ def check_resume(ckpt: Checkpoint, cfg, program) -> None:
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
             raise CheckpointError(f"{where}: meta '{key}' is not the state of a PCG64 random generator ({e}); "
                                   "the run cannot continue exactly from this checkpoint") from e
-    for key in ("loss_sum", "loss_n", "best", "bad_epochs"):
+    for key in ("loss_sum", "loss_n", "bad_epochs"):
         v = meta.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise CheckpointError(f"{where}: meta '{key}' is {v!r}, not a number (an edited checkpoint?)")
+    if not isinstance(meta.get("best"), (dict, type(None))):
+        raise CheckpointError(f"{where}: meta 'best' is {meta['best']!r}, not a record of the best epoch "
+                              "(an edited checkpoint?)")
     state = ckpt.optimizer
     if "step" not in state:
         raise CheckpointError(f"{where} has no optimizer state (no 'opt/step'); resuming from it could not "

@@ -139,3 +139,20 @@ def rotate(folder, keep: int) -> list[Path]:
     for p in old:
         p.unlink(missing_ok=True)
     return old
+
+
+def check_finite(ckpt: Checkpoint, optimizer: bool = True) -> None:
+    """Refuse a checkpoint whose parameters (or, with `optimizer`, optimizer state) hold NaN or Inf,
+    naming the array: training from it cannot recover."""
+    groups = [("parameter", ckpt.params)] + ([("optimizer state", ckpt.optimizer)] if optimizer else [])
+    for kind, arrays in groups:
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            if a.dtype.kind not in "fc":
+                continue
+            bad = int(a.size - np.isfinite(a).sum())
+            if bad:
+                raise CheckpointError(
+                    f"{ckpt.path}: {kind} '{name}' holds NaN or Inf ({bad} of {a.size} values), so training "
+                    f"cannot go on from this checkpoint; move it out of its folder to resume from the one "
+                    f"before it, or start a new run")

@@ -71,6 +71,7 @@ def _new_run(program, spec: dict, opts: Options, progress=None, init: Path | Non
     init_ckpt = checkpoint.load(init) if init else None
     if init_ckpt:
         checkpoint.check_fits(init_ckpt, program)
+        checkpoint.check_finite(init_ckpt, optimizer=False)
     path = rundir.create(opts.runs_dir, opts.name or program.name)
     rundir.write_spec(path, spec)
     rundir.write_json(path / "run.json", {

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -205,7 +206,10 @@ class RunLock:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise TimeloomError(f"{self.folder} is in use: another timeloom process (PID {owner}) is "
                                     f"training in it; wait until it ends (or stop it) and try again") from None
-            raise TimeloomError(f"cannot lock the run directory {self.folder}: {e.strerror or e}") from e
+            # a file system without locks (some network mounts): train unlocked, but say so
+            print(f"warning: cannot lock the run directory {self.folder} ({e.strerror or e}); make sure no "
+                  f"other process trains in it at the same time", file=sys.stderr)
+            return self
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd

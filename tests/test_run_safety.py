@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,23 +121,35 @@ def test_second_process_in_a_run_directory_is_refused_with_the_pid(tiny, tmp_pat
     try:
         wait_for(tmp_path, lambda rs: any(r["kind"] == "step" and r["epoch"] == 2 for r in rs), proc)
         folder = only_run(tmp_path)
-        before = checkpoint.listing(folder / "checkpoints")
         held = run(["--resume", folder], tmp_path)
         assert held.exit_code == 2, held.output
         no_traceback(held.output)
         assert f"PID {proc.pid}" in held.output and "in use" in held.output and str(folder) in held.output
-        assert checkpoint.listing(folder / "checkpoints")[: len(before)] == before  # nothing of the refused one
+        assert "resumed" not in json.loads((folder / "run.json").read_text())  # the refused one left no trace
     finally:
         proc.kill()  # kill -9: the kernel drops the lock with the process
         proc.wait()
-    saved = checkpoint.latest(folder / "checkpoints")
-    assert saved is not None
-    resumed = subprocess.run([sys.executable, str(driver(tmp_path)), "run", "--resume", str(folder), "--no-report"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "finished after 4 epochs, 16 steps" in resumed.stdout
+    assert checkpoint.latest(folder / "checkpoints") is not None
+    # two resumes at once: the second is refused while the first trains, the first ends consistent
+    first = subprocess.Popen([sys.executable, str(driver(tmp_path)), "run", "--resume", str(folder), "--no-report"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (folder / rundir.LOCK).read_text().strip() != str(first.pid):
+            assert first.poll() is None and time.monotonic() < deadline, "the resume did not take the lock"
+            time.sleep(0.01)
+        second = run(["--resume", folder], tmp_path)
+        assert second.exit_code == 2 and f"PID {first.pid}" in second.output, second.output
+        no_traceback(second.output)
+        out, _ = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 0, out
+    assert "finished after 4 epochs, 16 steps" in out
     ev = json.loads((folder / "evaluation.json").read_text())
     assert ev["checkpoint"].endswith(checkpoint.latest(folder / "checkpoints").name)
+    assert checkpoint.latest(folder / "checkpoints").name == "ckpt-00000016-0004-00000.npz"
+    assert (folder / rundir.LOCK).read_text() == ""  # released: no PID to name
 
 
 # -- 9: temporary files of killed processes ------------------------------------------------------------

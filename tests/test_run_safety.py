@@ -153,39 +153,73 @@ def test_second_process_in_a_run_directory_is_refused_with_the_pid(tiny, tmp_pat
 
 
 # -- 9: temporary files of killed processes ------------------------------------------------------------
-def test_temporary_files_of_killed_runs_are_removed_on_start_and_resume(tiny, tmp_path):
-    spec = write_spec(tmp_path, data=DATA)
-    proc = start(tmp_path, spec, *ARGS)
-    wait_for(tmp_path, lambda rs: any(r["kind"] == "step" and r["epoch"] == 2 for r in rs), proc)  # after a checkpoint
+SLOW_WRITE = """
+import os, time
+import numpy as np
+_savez, _writes = np.savez, []
+def _slow_savez(f, **arrays):  # from the N-th checkpoint write on, each takes long: a kill lands inside
+    _savez(f, **arrays)
+    _writes.append(1)
+    if len(_writes) >= int(os.environ["SLOW_FROM"]):
+        f.flush()
+        with open(os.environ["SLOW_MARK"], "w") as m:  # tell the test: in the middle of this write now
+            m.write(f.name)
+        time.sleep(60)
+np.savez = _slow_savez
+"""
+
+
+def killed_during_a_checkpoint_write(folder: Path, slow_from: int, *args) -> tuple[int, Path]:
+    """Run `timeloom run ARGS` whose checkpoint writes from the `slow_from`-th on are slow, and kill -9
+    it in the middle of that write; returns (its PID, the temporary file it left)."""
+    script, mark = folder / "slow.py", folder / "writing"
+    mark.unlink(missing_ok=True)
+    script.write_text(driver(folder).read_text().replace("import cli\n", SLOW_WRITE + "import cli\n"))
+    proc = subprocess.Popen([sys.executable, str(script), "run", *map(str, args)], cwd=folder,
+                            env={**os.environ, "SLOW_FROM": str(slow_from), "SLOW_MARK": str(mark)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not (mark.exists() and mark.read_text()):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoint write to interrupt"
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    tmp = folder / mark.read_text()  # relative to the run's working directory
+    assert tmp.is_file() and tmp.name.endswith(f".{proc.pid}.tmp")
+    return proc.pid, tmp
+
+
+def test_temporary_files_of_killed_runs_are_removed_on_start_and_resume(tiny, tmp_path):
+    spec = write_spec(tmp_path)
+    # kill -9 in the write of the second checkpoint (epoch 2) of a fresh run
+    pid, stale = killed_during_a_checkpoint_write(tmp_path, 2, spec, "--no-report")
     folder = only_run(tmp_path)
     ckpts = folder / "checkpoints"
-    good = checkpoint.latest(ckpts)
-    half = good.read_bytes()[: len(good.read_bytes()) // 2]
-    # what a kill in the middle of a write leaves (the killed process's PID), and what must stay
-    stale = [ckpts / f".ckpt-00000012-0003-00000.npz.{proc.pid}.tmp", folder / f".run.json.{proc.pid}.tmp",
-             folder / f".curves.{proc.pid}.tmp.png"]
-    live = ckpts / f".ckpt-00000099-0003-00000.npz.{os.getpid()}.tmp"  # a process that runs: not stale
+    assert stale.parent == ckpts and [p.name for p in checkpoint.listing(ckpts)] == ["ckpt-00000004-0001-00000.npz"]
+    # what must stay: a temporary file of a process that runs (this one), files of other patterns
+    half = stale.read_bytes()[:1000]
+    live = ckpts / f".ckpt-00000099-0003-00000.npz.{os.getpid()}.tmp"
     other = [ckpts / "notes.txt", folder / ".keep.tmp", folder / f"mine.{dead_pid()}.tmp"]
-    for p in stale + [live] + other:
+    for p in [live] + other:
         p.write_bytes(half)
     kept = {p: p.read_bytes() for p in [live] + other}
 
     # a fresh run in the same runs folder cleans the killed run's folder (nobody holds its lock)
     assert run([spec, "--epochs", "1", "--name", "fresh", "--no-report", "-q"], tmp_path).exit_code == 0
-    assert not any(p.exists() for p in stale)
+    assert not stale.exists()
     assert all(p.read_bytes() == b for p, b in kept.items())
 
-    # so does the resume of the killed run itself
-    again = ckpts / f".ckpt-00000012-0003-00000.npz.{dead_pid()}.tmp"
-    again.write_bytes(half)
+    # its resume, killed again in a checkpoint write, then resumed: that resume cleans up
+    pid2, stale2 = killed_during_a_checkpoint_write(tmp_path, 1, "--resume", folder, "--no-report")
+    assert stale2.parent == ckpts and pid2 != pid
     result = run(["--resume", folder, "--no-report", "-q"], tmp_path)
     assert result.exit_code == 0, result.output
     no_traceback(result.output)
-    assert not again.exists()
+    assert not stale2.exists()
     assert all(p.read_bytes() == b for p, b in kept.items())
-    assert checkpoint.latest(ckpts).name == "ckpt-00000016-0004-00000.npz"
+    assert [p.name for p in checkpoint.listing(ckpts)][-1] == "ckpt-00000012-0003-00000.npz"
+    assert not [p for p in ckpts.iterdir() if p.name.endswith(".tmp") and p != live]
 
 
 # -- 10: SIGTERM is Ctrl-C ---------------------------------------------------------------------------

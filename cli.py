@@ -183,7 +183,7 @@ def run(
     """Train SPEC on its data: with its training: settings; write runs/NAME-TIMESTAMP/.
 
     Exit status: 0 done, 2 bad spec/data/checkpoint or a NaN in training, 130 interrupted
-    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR)."""
+    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR), 143 after SIGTERM (the same)."""
     import json
 
     from runtime.train import overrides, session
@@ -227,15 +227,15 @@ def run(
                 write_json(report.rundir / "generation.json", generation)
     except TimeloomError as e:
         _fail(e)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         typer.echo("interrupted again: stopped without saving; the checkpoints written so far are kept",
                    err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + getattr(e, "signum", 2)) from None
     typer.echo(session.summary(report, generation))
     if evaluate:
         typer.echo(json.dumps(report.evaluation, default=str))
     if report.result is not None and report.result.status == "interrupted":
-        raise typer.Exit(130)
+        raise typer.Exit(128 + (report.result.signal or 2))  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 def _compile_with(spec: Path, items, overrides):

@@ -211,3 +211,24 @@ def rotate(folder, keep: int) -> list[Path]:
     for p in old:
         p.unlink(missing_ok=True)
     return old
+
+
+def check_finite(ckpt: Checkpoint, optimizer: bool = True) -> None:
+    """Refuse a checkpoint whose parameters hold NaN or Inf (or, with `optimizer`, whose optimizer
+    state holds NaN; an overflowed second moment may be Inf and still step), naming the array:
+    training from it cannot recover."""
+    groups = [("parameter", ckpt.params, np.isfinite)]
+    if optimizer:
+        groups.append(("optimizer state", ckpt.optimizer, lambda a: ~np.isnan(a)))
+    for kind, arrays, good in groups:
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            if a.dtype.kind not in "fc":
+                continue
+            bad = int(a.size - good(a).sum())
+            if bad:
+                what = "NaN or Inf" if kind == "parameter" else "NaN"
+                raise CheckpointError(
+                    f"{ckpt.path}: {kind} '{name}' holds {what} ({bad} of {a.size} values), so training "
+                    f"cannot go on from this checkpoint; move it out of its folder to resume from the one "
+                    f"before it, or start a new run")

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from compiler import SpecError, TimeloomError, compile_spec
+from compiler import SpecError, TimeloomError
 
 app = typer.Typer(add_completion=False,
                   help="timeloom: recurrent neural networks as declarative YAML specs.")
@@ -55,8 +55,10 @@ def _fail(err: TimeloomError) -> None:
 
 
 def _load(spec: Path):
+    from compiler import load_spec
+
     try:
-        return compile_spec(spec)
+        return load_spec(spec).program
     except TimeloomError as e:
         _fail(e)
 
@@ -201,6 +203,8 @@ def run(
             raise TimeloomError("give a SPEC to train (or --resume RUNDIR to continue a run)")
         else:
             program, data = _compile_with(spec, items, overrides)
+        for w in program.warnings:
+            typer.echo(str(w), err=True)
         if generate:
             from runtime.train.generate import generated_output
             generated_output(program)  # fail before training when the network cannot generate
@@ -232,30 +236,19 @@ def run(
         raise typer.Exit(130)
 
 
-def _compile_with(spec: Path, items, overrides):
-    """The program of SPEC with --set overrides; errors name the file position or the --set."""
-    program = _load(spec)
-    if not items:
-        return program, program.spec
-    from compiler.loader import load_file
+def _compile_with(spec: Path, items, overrides=None):
+    """(program, spec dict) of SPEC with --set overrides (compiler.load_spec); errors name the
+    file position or the --set that caused them."""
+    from compiler import load_spec
 
-    data, _ = load_file(spec)
-    data = overrides.apply(data, items)
-    try:
-        return compile_spec(data, file=str(spec)), data
-    except SpecError as e:
-        for line in overrides.explain(e, items):
-            typer.echo(line, err=True)
-        raise typer.Exit(2) from None
+    loaded = load_spec(spec, items)
+    return loaded.program, loaded.spec
 
 
-def _compile_run(rundir: Path, items, overrides, session):
-    try:
-        return session.load_run(rundir, items, overrides.apply)
-    except SpecError as e:
-        for line in overrides.explain(e, items):
-            typer.echo(line, err=True)
-        raise typer.Exit(2) from None
+def _compile_run(rundir: Path, items, overrides=None, session=None):
+    from runtime.train import session as _session
+
+    return _session.load_run(rundir, items)
 
 
 def _same_model(given, program, spec: Path, rundir: Path) -> None:

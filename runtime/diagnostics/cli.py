@@ -19,15 +19,9 @@ CKPT_HELP = "a checkpoint file or a run directory (its newest checkpoint); defau
 
 def _program(spec: Path, items: list):
     """The compiled spec with --set overrides."""
-    from compiler import compile_spec
+    from compiler import load_spec
 
-    if not items:
-        return compile_spec(spec)
-    from compiler.loader import load_file
-    from runtime.train import overrides
-
-    data, _ = load_file(spec)
-    return compile_spec(overrides.apply(data, items), file=str(spec))
+    return load_spec(spec, items).program
 
 
 def _spec_or_run(path: Path, items: list):
@@ -39,11 +33,11 @@ def _spec_or_run(path: Path, items: list):
     if not path.is_dir():
         program = _program(path, items)
         return program, program.name, None
-    from runtime.train import overrides, session
+    from runtime.train import session
 
     from .common import resolve_checkpoint
 
-    program, _, _ = session.load_run(path, items, overrides.apply)
+    program, _, _ = session.load_run(path, items)
     title = re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", Path(os.path.abspath(path)).name)
     return program, title, resolve_checkpoint(path)
 
@@ -196,12 +190,12 @@ def register(app: typer.Typer, fail) -> None:
     ):
         """(Re)write a run's report.html from its spec, metrics and newest checkpoint."""
         from runtime.train import checkpoint as ckpts
-        from runtime.train import overrides, session
+        from runtime.train import session
 
         from . import common, report
 
         def run():
-            program, _, info = session.load_run(rundir, [], overrides.apply)
+            program, _, info = session.load_run(rundir)
             found = ckpts.latest(Path(rundir) / "checkpoints")
             net = common.network(program, found, seed=info.get("seed"))
             try:

@@ -14,6 +14,29 @@ app = typer.Typer(add_completion=False,
                   help="timeloom: recurrent neural networks as declarative YAML specs.")
 
 
+def _plain_usage() -> None:
+    """Help as `timeloom compile [OPTIONS] SPEC`, not `{spec}`, and flags without a `<bool>`
+    type (what this typer writes; older ones have neither hook and need neither)."""
+    from typer.core import TyperArgument, TyperOption
+
+    if hasattr(TyperArgument, "_usage_display_name"):
+        def usage(self) -> str:
+            name = self.metavar or self.name.upper()
+            return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+        TyperArgument._usage_display_name = usage
+    if hasattr(TyperOption, "display_type_rich"):
+        typed = TyperOption.display_type_rich
+
+        def option_type(self, ctx):
+            return None if self.is_flag else typed(self, ctx)
+
+        TyperOption.display_type_rich = option_type
+
+
+_plain_usage()
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -121,7 +144,9 @@ def compile(
                                              help="write the generated source of the compiled time loop "
                                                   "(one scan per recurrent component) to this file"),
 ):
-    """Validate SPEC, print a summary, and optionally write its folded or unrolled graph."""
+    """Validate SPEC, print a summary, and optionally write its folded or unrolled graph.
+
+    Example: timeloom compile specs/elman.yaml --steps 4 -o elman.png"""
     program = _load(spec)
     for w in program.warnings:
         typer.echo(str(w), err=True)
@@ -181,7 +206,9 @@ def run(
     """Train SPEC on its data: with its training: settings; write runs/NAME-TIMESTAMP/.
 
     Exit status: 0 done, 2 bad spec/data/checkpoint or a NaN in training, 130 interrupted
-    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR)."""
+    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR).
+
+    Example: timeloom run specs/adding_lstm.yaml --epochs 2 --set training.lr=0.01"""
     import json
 
     from runtime.train import overrides, session

@@ -76,7 +76,7 @@ def register(app: typer.Typer, fail) -> None:
             from .onnx_export import export_onnx
             from .params import load_params
 
-            program = compiler.compile_spec(spec)
+            program = compiler.load_spec(spec).program
             net = Network(program, dtype="float64", seed=seed)
             if params is not None:
                 load_params(net, params)

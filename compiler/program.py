@@ -145,8 +145,8 @@ def compile_spec(spec, file: str | None = None, positions: Positions | None = No
 def _overlaps(issue, earlier) -> bool:
     """`issue` is at, inside or around a place an earlier stage reported (the same mistake)."""
     for e in earlier:
-        if not e.path or issue.path == e.path or issue.path.startswith(e.path + "/") \
-                or e.path.startswith(issue.path + "/"):
+        if issue.path == e.path or (e.path and issue.path.startswith(e.path + "/")) \
+                or (issue.path and e.path.startswith(issue.path + "/")):
             return True
     return False
 

@@ -202,6 +202,15 @@ def test_every_stage_reports_its_errors_at_once(tmp_path, command):
     assert "'h'" not in out.split("unknown source 'z'")[1]  # no cascade from the unit that failed
 
 
+def test_a_top_level_schema_error_does_not_hide_the_expansions_errors(tmp_path):
+    path = write(tmp_path, BAD.replace("timeloom: 1\n", "").replace("tahn", "tanh").replace("LSTM", "lstm"))
+    with pytest.raises(SpecError) as err:
+        compile_spec(path)
+    text = "\n".join(str(e) for e in err.value.errors)
+    assert "missing required key 'timeloom'" in text and "unknown source 'z'" in text, text
+    assert len(err.value.errors) == 2, text
+
+
 def test_case_insensitive_suggestions():
     from compiler.schema import did_you_mean
     assert did_you_mean("LSTM", ["rnn", "lstm", "gru"]) == " (did you mean 'lstm'?)"

@@ -102,6 +102,20 @@ def test_the_no_data_hint_proposes_a_task_that_fits(tmp_path, edit, task):
     make_task(program, proposal, 0)
 
 
+def test_every_registered_task_can_be_proposed():
+    from runtime.data import TASKS
+    from runtime.data.suggest import CANDIDATES
+    assert set(CANDIDATES) == set(TASKS) - {"files"}
+
+
+def test_make_task_without_data_gives_the_same_hint(tmp_path):
+    from compiler import DataError
+    from runtime.data import make_task
+    program = compile_spec(write(tmp_path, TINY.split("data:")[0]))
+    with pytest.raises(DataError, match=r"`data: \{task: adding, length: 50\}`"):
+        make_task(program)
+
+
 def test_the_no_data_hint_says_what_to_change_when_only_at_differs(tmp_path):
     path = write(tmp_path, TINY.split("data:")[0].replace("at: last", "at: all"))
     result = run_cli(tmp_path, "run", path)

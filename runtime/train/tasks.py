@@ -10,7 +10,7 @@ def load_task(program, seed: int):
     """The spec's task: make_task(program, data_spec, seed); DataError when it cannot be built."""
     data = program.data
     if not data:
-        from .suggest import no_data_hint
+        from runtime.data.suggest import no_data_hint
         raise TrainingError(no_data_hint(program))
     try:
         from runtime.data import make_task

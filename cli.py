@@ -298,7 +298,7 @@ _register_sweep(app, _fail)
 
 
 def main() -> None:
-    app()
+    app(prog_name="timeloom")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,33 @@ from typing import List, Optional
 
 import typer
 
-from compiler import SpecError, TimeloomError, compile_spec
+from compiler import SpecError, TimeloomError
 
 app = typer.Typer(add_completion=False,
                   help="timeloom: recurrent neural networks as declarative YAML specs.")
+
+
+def _plain_usage() -> None:
+    """Help as `timeloom compile [OPTIONS] SPEC`, not `{spec}`, and flags without a `<bool>`
+    type (what this typer writes; older ones have neither hook and need neither)."""
+    from typer.core import TyperArgument, TyperOption
+
+    if hasattr(TyperArgument, "_usage_display_name"):
+        def usage(self) -> str:
+            name = self.metavar or self.name.upper()
+            return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+        TyperArgument._usage_display_name = usage
+    if hasattr(TyperOption, "display_type_rich"):
+        typed = TyperOption.display_type_rich
+
+        def option_type(self, ctx):
+            return None if self.is_flag else typed(self, ctx)
+
+        TyperOption.display_type_rich = option_type
+
+
+_plain_usage()
 
 
 def _version() -> str:
@@ -55,8 +78,10 @@ def _fail(err: TimeloomError) -> None:
 
 
 def _load(spec: Path):
+    from compiler import load_spec
+
     try:
-        return compile_spec(spec)
+        return load_spec(spec).program
     except TimeloomError as e:
         _fail(e)
 
@@ -119,7 +144,9 @@ def compile(
                                              help="write the generated source of the compiled time loop "
                                                   "(one scan per recurrent component) to this file"),
 ):
-    """Validate SPEC, print a summary, and optionally write its folded or unrolled graph."""
+    """Validate SPEC, print a summary, and optionally write its folded or unrolled graph.
+
+    Example: timeloom compile specs/elman.yaml --steps 4 -o elman.png"""
     program = _load(spec)
     for w in program.warnings:
         typer.echo(str(w), err=True)
@@ -183,7 +210,9 @@ def run(
     """Train SPEC on its data: with its training: settings; write runs/NAME-TIMESTAMP/.
 
     Exit status: 0 done, 2 bad spec/data/checkpoint or a NaN in training, 130 interrupted
-    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR), 143 after SIGTERM (the same)."""
+    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR), 143 after SIGTERM (the same).
+
+    Example: timeloom run specs/adding_lstm.yaml --epochs 2 --set training.lr=0.01"""
     import json
 
     from runtime.train import overrides, session
@@ -207,6 +236,8 @@ def run(
             raise TimeloomError("give a SPEC to train (or --resume RUNDIR to continue a run)")
         else:
             program, data = _compile_with(spec, items, overrides)
+        for w in program.warnings:
+            typer.echo(str(w), err=True)
         if generate:
             from runtime.train.generate import generated_output
             generated_output(program)  # fail before training when the network cannot generate
@@ -238,30 +269,19 @@ def run(
         raise typer.Exit(128 + (report.result.signal or 2))  # 130 after Ctrl-C, 143 after SIGTERM
 
 
-def _compile_with(spec: Path, items, overrides):
-    """The program of SPEC with --set overrides; errors name the file position or the --set."""
-    program = _load(spec)
-    if not items:
-        return program, program.spec
-    from compiler.loader import load_file
+def _compile_with(spec: Path, items, overrides=None):
+    """(program, spec dict) of SPEC with --set overrides (compiler.load_spec); errors name the
+    file position or the --set that caused them."""
+    from compiler import load_spec
 
-    data, _ = load_file(spec)
-    data = overrides.apply(data, items)
-    try:
-        return compile_spec(data, file=str(spec)), data
-    except SpecError as e:
-        for line in overrides.explain(e, items):
-            typer.echo(line, err=True)
-        raise typer.Exit(2) from None
+    loaded = load_spec(spec, items)
+    return loaded.program, loaded.spec
 
 
-def _compile_run(rundir: Path, items, overrides, session):
-    try:
-        return session.load_run(rundir, items, overrides.apply)
-    except SpecError as e:
-        for line in overrides.explain(e, items):
-            typer.echo(line, err=True)
-        raise typer.Exit(2) from None
+def _compile_run(rundir: Path, items, overrides=None, session=None):
+    from runtime.train import session as _session
+
+    return _session.load_run(rundir, items)
 
 
 def _same_model(given, program, spec: Path, rundir: Path) -> None:
@@ -284,7 +304,7 @@ _register_sweep(app, _fail)
 
 
 def main() -> None:
-    app()
+    app(prog_name="timeloom")
 
 
 if __name__ == "__main__":

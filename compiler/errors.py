@@ -31,6 +31,11 @@ class SpecError(TimeloomError):
         super().__init__("\n".join(str(e) for e in self.errors) or "invalid spec")
 
 
+class UsageError(TimeloomError, ValueError):
+    """An API call with an impossible argument (e.g. `Program.unroll(0)`, an unknown executor);
+    also a ValueError, so callers that caught the ValueError it used to be keep working."""
+
+
 class DataError(TimeloomError):
     """Input or target arrays do not fit the network (shape, dtype, NaN)."""
 

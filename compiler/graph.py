@@ -87,7 +87,8 @@ def unroll(program, steps: int) -> nx.DiGraph:
     """The computation graph over `steps` time steps: nodes (name, t); every edge goes from
     (source, t - delay) to (target, t). Reads outside [0, steps) come from initial-state nodes."""
     if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"unroll needs a positive number of steps, got {steps!r}")
+        from .errors import UsageError
+        raise UsageError(f"unroll needs a positive number of steps, got {steps!r}")
     g = nx.DiGraph(name=program.name, steps=steps)
     for kind, names in (("input", program.inputs), ("unit", program.order)):
         for name in names:

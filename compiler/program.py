@@ -101,10 +101,14 @@ def parameters(inputs: dict, units: dict[str, Unit], connections: list[Connectio
     return params
 
 
-def compile_spec(spec, file: str | None = None) -> Program:
+def compile_spec(spec, file: str | None = None, positions: Positions | None = None) -> Program:
     """Compile a spec (path, YAML text via `file=`, or an already-loaded dict) to a Program.
 
-    Raises SpecError listing every problem found, each with file:line:col."""
+    Raises SpecError listing every problem found, each with file:line:col: the errors of every
+    stage that can still run (schema, expansion, the per-connection and per-output checks), a
+    later stage's error dropped where an earlier stage already reported that place.
+    `positions`: the source positions of a dict (e.g. the file it was read from before
+    overrides were applied)."""
     if isinstance(spec, (str, Path)) and file is None:
         data, positions = load_file(spec)
         source = str(spec)
@@ -112,15 +116,18 @@ def compile_spec(spec, file: str | None = None) -> Program:
         data, positions = load_yaml(spec, file)
         source = file
     else:
-        data, positions, source = copy.deepcopy(spec), Positions(file or "<dict>"), file
+        data, source = copy.deepcopy(spec), file
+        positions = positions if positions is not None else Positions(file or "<dict>")
+        if file is not None and positions.file != file:
+            positions.file = file
     issues = validate(data, positions)
     if issues:
-        raise SpecError(issues)
+        raise SpecError(issues + _later_stages(data, positions, issues))
     ex = expand(data, positions)
-    if ex.issues:
-        raise SpecError(ex.issues)
     g = graphs.folded_graph(ex.inputs, ex.units, ex.connections)
-    problems = check(ex, g)
+    if ex.issues:
+        raise SpecError(ex.issues + _local_checks(ex, g, ex.issues))
+    problems = check(ex, g) + _needs_outputs(data, ex, positions)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise SpecError(errors)
@@ -133,3 +140,61 @@ def compile_spec(spec, file: str | None = None) -> Program:
         inputs=ex.inputs, units=units, connections=ex.connections, outputs=ex.outputs,
         params=parameters(ex.inputs, units, ex.connections), graph=g, components=comps,
         spec=data, source=source, warnings=[p for p in problems if p.severity == "warning"])
+
+
+def _overlaps(issue, earlier) -> bool:
+    """`issue` is at, inside or around a place an earlier stage reported (the same mistake)."""
+    for e in earlier:
+        if issue.path == e.path or (e.path and issue.path.startswith(e.path + "/")) \
+                or (issue.path and e.path.startswith(issue.path + "/")):
+            return True
+    return False
+
+
+def _later_stages(data, positions, earlier) -> list:
+    """After schema errors: the expansion's and the local checks' errors at other places (an
+    unknown source next to a misspelt activation), or nothing when the data is too broken to
+    expand (the schema's errors say why)."""
+    if not isinstance(data, dict):
+        return []
+    try:
+        ex = expand(data, positions)
+        g = graphs.folded_graph(ex.inputs, ex.units, ex.connections)
+        found = ex.issues + _local_checks(ex, g, ex.issues + list(earlier))
+    except Exception:  # noqa: BLE001 - invalid data may break any assumption of the later stages
+        return []
+    return [i for i in found if i.severity == "error" and not _overlaps(i, earlier)]
+
+
+def _local_checks(ex, g, earlier) -> list:
+    """The semantic checks that stay valid on a partly expanded spec: every connection's and
+    output's own checks, and the loops among the parts that were built (not reachability:
+    a missing part would make it report what is only a consequence)."""
+    from .semantics import _check_connection, _check_loops, _check_output
+    size = {**ex.inputs, **{n: u.size for n, u in ex.units.items()}}
+    found = []
+    try:
+        for c in ex.connections:
+            found += _check_connection(c, size, ex)
+        for o in ex.outputs.values():
+            if o.unit in ex.units:
+                found += _check_output(o, ex.units[o.unit])
+        found += _check_loops(ex, g)
+    except Exception:  # noqa: BLE001 - a partly built spec may break an assumption; report what was found
+        pass
+    return [i for i in found if i.severity == "error" and not _overlaps(i, earlier)]
+
+
+def _needs_outputs(data, ex, positions) -> list:
+    """A spec with `data:` is meant to be trained: it needs at least one output with a loss."""
+    if not isinstance(data, dict) or not data.get("data"):
+        return []
+    if any(o.loss != "none" for o in ex.outputs.values()):
+        return []
+    feeding = {c.source for c in ex.connections}
+    sinks = [n for n in ex.units if n not in feeding] or list(ex.units) or ["y"]
+    last = sinks[-1]
+    what = "no outputs:" if not ex.outputs else "no output with a loss (every one has loss: none)"
+    return [positions.issue(("data",), f"the spec has data: (it is meant to be trained) but {what}; "
+                                       f"add the unit the task trains, e.g. `outputs: {{{last}: {{loss: mse}}}}` "
+                                       f"(cross_entropy for a softmax unit), or remove data:", at_key=True)]

@@ -32,8 +32,15 @@ def _validator(definition: str | None = None):
 
 
 def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """" (did you mean 'lstm'?)" for the choice nearest to `word`, ignoring case, or ""."""
+    choices = [str(c) for c in choices]
+    word = str(word)
+    same = [c for c in choices if c.casefold() == word.casefold()]
+    if same:
+        return f" (did you mean '{same[0]}'?)"
+    folded = {c.casefold(): c for c in reversed(choices)}
+    close = difflib.get_close_matches(word.casefold(), list(folded), n=1, cutoff=0.6)
+    return f" (did you mean '{folded[close[0]]}'?)" if close else ""
 
 
 def _where(path) -> str:

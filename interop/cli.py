@@ -30,7 +30,9 @@ def register(app: typer.Typer, fail) -> None:
         """Import an ONNX model or a PyTorch RNN/LSTM/GRU state_dict as a spec plus parameters (.npz).
 
         ONNX: LSTM/GRU/RNN nodes become blocks (or primitives), the layers around them units; anything
-        timeloom cannot express is refused with the node's name. See docs/INTEROP.md."""
+        timeloom cannot express is refused with the node's name. See docs/INTEROP.md.
+
+        Example: timeloom import model.onnx -o spec.yaml"""
         try:
             spec, values, header, warnings = _import(source, kind, nonlinearity, module, name)
             from .params import save_params
@@ -64,7 +66,9 @@ def register(app: typer.Typer, fail) -> None:
         """Export SPEC with its parameters as an ONNX model (checked with onnx.checker).
 
         A recurrence that is exactly an LSTM/GRU/RNN becomes that operator, any other a Scan over
-        its primitives. See docs/INTEROP.md."""
+        its primitives. See docs/INTEROP.md.
+
+        Example: timeloom export specs/gru.yaml --params CHECKPOINT.npz -o gru.onnx --verify"""
         try:
             import compiler
             from runtime import Network
@@ -72,7 +76,7 @@ def register(app: typer.Typer, fail) -> None:
             from .onnx_export import export_onnx
             from .params import load_params
 
-            program = compiler.compile_spec(spec)
+            program = compiler.load_spec(spec).program
             net = Network(program, dtype="float64", seed=seed)
             if params is not None:
                 load_params(net, params)

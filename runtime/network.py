@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.errors import DataError
+from compiler.errors import DataError, UsageError
 
 from .backend import Backend
 from .executor import FastExecutor
@@ -37,7 +37,7 @@ class Network:
         self.consts = {c.name: self.backend.asarray(np.asarray(c.fixed, dtype=np.float64))
                        for c in program.connections if c.weight == "fixed"}
         if executor not in EXECUTORS:
-            raise ValueError(f"unknown executor {executor!r}; use 'fast' or 'reference'")
+            raise UsageError(f"unknown executor {executor!r}; use 'fast' or 'reference'")
         self.executor = (FastExecutor(program, self.backend, jit) if executor == "fast"
                          else EXECUTORS[executor](program, self.backend))
         self.state_depth = _state_depth(program)

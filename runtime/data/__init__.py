@@ -27,7 +27,8 @@ def make_task(program, data_spec: dict | None = None, seed: int = 0) -> Task:
     program's input and loss-carrying output; DataError names any bad parameter."""
     spec = program.data if data_spec is None else data_spec
     if not isinstance(spec, dict) or not spec:
-        raise DataError("the spec has no data: section; add e.g. data: {task: adding, length: 100}")
+        from .suggest import no_data_hint
+        raise DataError(no_data_hint(program))
     name = spec.get("task", "files" if "files" in spec else None)
     if name not in TASKS:
         raise DataError(f"data.task must be one of {', '.join(TASKS)}, got {name!r}")

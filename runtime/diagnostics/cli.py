@@ -19,15 +19,9 @@ CKPT_HELP = "a checkpoint file or a run directory (its newest checkpoint); defau
 
 def _program(spec: Path, items: list):
     """The compiled spec with --set overrides."""
-    from compiler import compile_spec
+    from compiler import load_spec
 
-    if not items:
-        return compile_spec(spec)
-    from compiler.loader import load_file
-    from runtime.train import overrides
-
-    data, _ = load_file(spec)
-    return compile_spec(overrides.apply(data, items), file=str(spec))
+    return load_spec(spec, items).program
 
 
 def _spec_or_run(path: Path, items: list):
@@ -39,11 +33,11 @@ def _spec_or_run(path: Path, items: list):
     if not path.is_dir():
         program = _program(path, items)
         return program, program.name, None
-    from runtime.train import overrides, session
+    from runtime.train import session
 
     from .common import resolve_checkpoint
 
-    program, _, _ = session.load_run(path, items, overrides.apply)
+    program, _, _ = session.load_run(path, items)
     title = re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", Path(os.path.abspath(path)).name)
     return program, title, resolve_checkpoint(path)
 
@@ -85,7 +79,9 @@ def register(app: typer.Typer, fail) -> None:
 
         The loss is taken at each sequence's last step; the curves (log scale) are at initialisation
         and, with --checkpoint or a run directory, after training. Writes a PNG and a CSV and prints the lag at which each
-        curve falls below 1e-6 of its start."""
+        curve falls below 1e-6 of its start.
+
+        Example: timeloom inspect gradients specs/elman.yaml specs/lstm_1997.yaml -o gradients.png"""
         from . import common, gradients
 
         def run():
@@ -130,7 +126,9 @@ def register(app: typer.Typer, fail) -> None:
         """Eigenvalues of the recurrent weight matrices and of the step Jacobian, with spectral radii.
 
         Drawn in the complex plane with the unit circle; for reservoirs the spectral radius the spec
-        asked for is shown next to the one achieved. Writes a PNG and a CSV."""
+        asked for is shown next to the one achieved. Writes a PNG and a CSV.
+
+        Example: timeloom inspect spectrum specs/esn.yaml -o spectrum.png"""
         from . import common, spectrum
 
         def run():
@@ -171,7 +169,9 @@ def register(app: typer.Typer, fail) -> None:
         """States and gates over time: heatmaps (unit feature x time) of units' outputs for one sequence.
 
         E.g. an LSTM's cell state and gates on an a^n b^n c^n string:
-        --units mem.c,mem.i,mem.f,mem.o --sequence n=8."""
+        --units mem.c,mem.i,mem.f,mem.o --sequence n=8.
+
+        Example: timeloom inspect states runs/anbncn-TIMESTAMP --units mem.c,mem.i --sequence n=8"""
         from . import common, states
 
         def run():
@@ -194,14 +194,16 @@ def register(app: typer.Typer, fail) -> None:
         check: bool = typer.Option(False, "--check", help="open it in headless Chromium: list console errors"),
         screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="with --check: save a PNG of the page"),
     ):
-        """(Re)write a run's report.html from its spec, metrics and newest checkpoint."""
+        """(Re)write a run's report.html from its spec, metrics and newest checkpoint.
+
+        Example: timeloom inspect report runs/elman-TIMESTAMP"""
         from runtime.train import checkpoint as ckpts
-        from runtime.train import overrides, session
+        from runtime.train import session
 
         from . import common, report
 
         def run():
-            program, _, info = session.load_run(rundir, [], overrides.apply)
+            program, _, info = session.load_run(rundir)
             found = ckpts.latest(Path(rundir) / "checkpoints")
             net = common.network(program, found, seed=info.get("seed"))
             try:
@@ -225,7 +227,9 @@ def register(app: typer.Typer, fail) -> None:
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="default NAME-graph.html"),
         set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
     ):
-        """The unrolled graph as an interactive page (zoom, pan, hover): one self-contained HTML file."""
+        """The unrolled graph as an interactive page (zoom, pan, hover): one self-contained HTML file.
+
+        Example: timeloom inspect graph specs/lstm_peephole.yaml --steps 6 -o graph.html"""
         from . import viewer
 
         def run():

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler.errors import UsageError
+
 from . import gradients, spectrum, states, viewer
 from .common import copy_network, network, png_bytes, sample_batch
 
@@ -113,7 +115,7 @@ class Context:
     def batch(self):
         if self._batch is None:
             if self.task is None:
-                raise ValueError("no data task: the diagnostics need the spec's data: section")
+                raise UsageError("no data task: the diagnostics need the spec's data: section")
             self._batch = sample_batch(self.task, BATCH, MAX_STEPS)
         return self._batch
 
@@ -248,7 +250,7 @@ def s_spectrum(cx: Context) -> str:
 
 def s_states(cx: Context) -> str:
     if cx.task is None:
-        raise ValueError("no data task")
+        raise UsageError("no data task: the states over time need the spec's data: section")
     seq = states.choose_sequence(cx.task, None, max_steps=120)
     units = states.default_units(cx.program)
     traj = states.trajectories(cx.net, seq.inputs, units)

@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler import compile_spec
 from compiler.errors import SpecError, TimeloomError
 
 from runtime.train.rundir import inside
@@ -32,20 +31,19 @@ class Outcome:
 
 def load_spec(spec: Path) -> tuple[str, dict]:
     """(absolute path, the spec dict as `timeloom run` loads it); compile errors raise SpecError."""
-    from compiler.loader import load_file
+    from compiler import load_spec as _load
 
     spec = Path(spec)
     if not spec.is_file():
         raise TimeloomError(f"{spec}: no such spec file")
-    compile_spec(spec)  # the base spec must be valid on its own (as for `timeloom run`)
-    data, _ = load_file(spec)
-    return str(spec.resolve()), data
+    loaded = _load(spec)  # the base spec must be valid on its own (as for `timeloom run`)
+    return str(spec.resolve()), loaded.spec
 
 
 def check_trials(spec_path: str, data: dict, trials: list[Trial]) -> None:
     """Compile every distinct configuration once: a bad --grid/--set value stops the sweep here,
     naming the option, instead of failing every trial."""
-    from runtime.train import overrides
+    from compiler import load_spec as _load
 
     seen = set()
     for t in trials:
@@ -55,26 +53,28 @@ def check_trials(spec_path: str, data: dict, trials: list[Trial]) -> None:
             continue
         seen.add(key)
         try:
-            compile_spec(overrides.apply(data, items), file=spec_path)
+            _load(data, items, file=spec_path)
         except SpecError as e:
-            msgs = overrides.explain(e, items)
+            msgs = [str(i) for i in e.errors]
             raise TimeloomError(f"trial {t.id} ({t.label()}) is not a valid spec:\n  " + "\n  ".join(msgs)) from None
+        except TimeloomError as e:
+            raise TimeloomError(f"trial {t.id} ({t.label()}) is not a valid spec: {e}") from None
 
 
 def criterion_for(text: str | None, data: dict, plan: Plan):
     if text:
         return success.parse(text)
-    from runtime.train import overrides
+    from compiler import overrides
     return success.default(overrides.apply(data, list(plan.sets)).get("data"))
 
 
 def task_metric(spec_path: str, data: dict, plan: Plan) -> tuple[str | None, bool]:
     """(metric, higher_is_better) of the spec's data task (built once, in the driver)."""
-    from runtime.train import overrides, tasks
+    from compiler import load_spec as _load
+    from runtime.train import tasks
     from runtime.train.config import Config
 
-    d = overrides.apply(data, list(plan.sets))
-    program = compile_spec(d, file=spec_path)
+    program = _load(data, list(plan.sets), file=spec_path).program
     task = tasks.load_task(program, Config.from_training(program.training).seed)
     return task.metric, bool(task.higher_is_better)
 

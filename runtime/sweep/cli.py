@@ -55,12 +55,15 @@ def register(app: typer.Typer, fail) -> None:
                                                               "commands) without running them"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output, only the summary"),
     ):
-        """Run every combination of --grid values (or --samples random draws of --sample) times
-        --seeds as independent `timeloom run`s on Ray; write sweeps/NAME/ (results.csv,
+        """Train every combination of --grid values (or --samples random draws) times --seeds.
+
+        Each trial is an independent `timeloom run` on Ray; writes sweeps/NAME/ (results.csv,
         aggregate.json, metric.png). The same command again resumes: finished trials are not run
         again.
 
-        Exit status: 0 all trials finished, 1 a trial failed (after retries), 2 bad spec/options, 130 Ctrl-C."""
+        Exit status: 0 all trials finished, 1 a trial failed (after retries), 2 bad spec/options, 130 Ctrl-C.
+
+        Example: timeloom sweep specs/adding_lstm.yaml --grid training.lr=1e-3,1e-2 --seeds 3 --epochs 2"""
         from .api import run_sweep
         from .driver import Settings
         from .plan import Plan, parse_grid, parse_sample, parse_seeds

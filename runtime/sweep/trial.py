@@ -55,20 +55,19 @@ def run_trial(job: dict, progress=None) -> dict:
 
 
 def _train(job: dict, folder: Path, progress) -> dict:
-    from compiler import compile_spec
-    from runtime.train import overrides, session
+    from compiler import load_spec
+    from runtime.train import session
 
     partial = unfinished_run(folder)
     opts = session.Options(runs_dir=folder, name="run", overrides=list(job["items"]), report=False)
     if partial is not None:
-        program, spec, info = session.load_run(partial, [], overrides.apply)
+        program, spec, info = session.load_run(partial)
         report = session.resume_run(partial, program, spec, info, session.Options(runs_dir=folder, report=False),
                                     progress)
         resumed = str(partial)
     else:
-        data = overrides.apply(job["data"], list(job["items"]))
-        program = compile_spec(data, file=job["spec"])
-        report = session.new_run(program, data, opts, progress)
+        loaded = load_spec(job["data"], list(job["items"]), file=job["spec"])
+        report = session.new_run(loaded.program, loaded.spec, opts, progress)
         resumed = None
     return from_report(report, resumed)
 

@@ -26,6 +26,17 @@ def epoch_line(record: dict, epochs: int, metric: str | None, rate: float | None
     return "  ".join(parts)
 
 
+def legend(cfg) -> str | None:
+    """The line that explains the `*` of epoch lines (only early stopping marks a best epoch)."""
+    if not getattr(cfg, "patience", None):
+        return None
+    kept = ("its parameters are the ones kept at the end" if cfg.restore_best
+            else "restore_best: false keeps the last epoch's parameters instead")
+    return (f"* marks the best epoch so far (lowest validation loss, or training loss without validation data, "
+            f"by more than min_delta {cfg.min_delta:g}); early stopping after {cfg.patience} epochs without "
+            f"one; {kept}")
+
+
 class PlainProgress:
     """No bar: one line per epoch (CI logs, pipes)."""
 
@@ -38,6 +49,11 @@ class PlainProgress:
     def start(self, trainer):
         self.epochs, self.metric = trainer.cfg.epochs, getattr(trainer.task, "metric", None)
         self._t, self._first, self._steps = time.monotonic(), trainer.pos.step, 0
+        self.show_legend(legend(trainer.cfg))
+
+    def show_legend(self, text):
+        if text:
+            print(text, file=self.stream, flush=True)
 
     def epoch_start(self, epoch, lr, total):
         pass
@@ -70,6 +86,10 @@ class RichProgress(PlainProgress):
         self.task_id = None
         self.last_metric = None
         self.per_epoch = None
+
+    def show_legend(self, text):
+        if text:
+            self.console.print(text, highlight=False, markup=False)
 
     def start(self, trainer):
         super().start(trainer)

@@ -85,18 +85,21 @@ def _new_run(program, spec: dict, opts: Options, progress=None, init: Path | Non
     return _train(trainer, task, cfg, opts.report)
 
 
-def load_run(path: Path, overrides: list, apply) -> tuple:
-    """(program, spec, run info) of a run directory, with further overrides applied by `apply`."""
+def load_run(path: Path, overrides: list = (), apply=None) -> tuple:
+    """(program, spec, run info) of a run directory, with further --set overrides applied
+    (through compiler.load_spec; `apply`, if given, is an older caller's own override function)."""
+    from compiler import load_spec
+
     path = Path(path)
     if not (path / "run.json").is_file():
         raise CheckpointError(f"{path} is not a run directory (no run.json); give the folder "
                               f"`timeloom run` created, e.g. runs/NAME-TIMESTAMP")
     info = rundir.read_json(path / "run.json")
     spec = rundir.read_spec(path)
-    if overrides:
-        spec = apply(spec, overrides)
-    program = compile_spec(spec, file=info.get("source") or str(path / "spec.yaml"))
-    return program, spec, info
+    if overrides and apply is not None:
+        spec, overrides = apply(spec, overrides), ()
+    loaded = load_spec(spec, overrides, file=info.get("source") or str(path / "spec.yaml"))
+    return loaded.program, loaded.spec, info
 
 
 def resume_run(path: Path, program, spec: dict, info: dict, opts: Options, progress=None) -> Report:

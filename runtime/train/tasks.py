@@ -10,8 +10,8 @@ def load_task(program, seed: int):
     """The spec's task: make_task(program, data_spec, seed); DataError when it cannot be built."""
     data = program.data
     if not data:
-        raise TrainingError("the spec has no data: section; add one, e.g. `data: {task: adding, length: 50}`, "
-                            "to train it")
+        from runtime.data.suggest import no_data_hint
+        raise TrainingError(no_data_hint(program))
     try:
         from runtime.data import make_task
     except ImportError as e:

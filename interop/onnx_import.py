@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InteropError, UnsupportedError, node_label
+from .onnx_export import NAMES_KEY  # metadata_props: {node name: unit, or {role: unit} of a recurrent node}
 from .onnx_layout import LayoutOps
 from .onnx_result import OnnxImport
 from .onnx_values import Dyn, Fill, Input, Linear, Part, Seq, permute, sel_of
@@ -44,9 +45,31 @@ def import_onnx(model, name: str | None = None) -> OnnxImport:
     return _Importer(model, name).run()
 
 
-def sanitize(name: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_]", "_", name or "")
-    return s if re.match(r"^[A-Za-z_]", s) else "_" + s
+
+
+def sanitize(name: str, fallback: str = "u") -> str:
+    """A spec name from any string: letters, digits and '_', starting with a letter (a name that starts
+    with '_' would be read back as metadata from a parameter file)."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name or "").lstrip("_0123456789")
+    s = re.sub(r"__+", "_", s).rstrip("_")
+    return s or fallback
+
+
+def readable(name: str, op_type: str = "") -> str | None:
+    """The meaningful part of an ONNX node or tensor name, or None for a generated one.
+
+    torch's exporter names nodes by module scope ("/encoder/LSTM", "/head/Gemm") and tensors
+    "/encoder/LSTM_output_0" or "onnx::LSTM_345": the scope is kept, the operator part dropped."""
+    name = re.sub(r"_output_\d+$", "", (name or "").split("::")[-1])
+    parts = [p for p in name.split("/") if p]
+    if parts and op_type and re.fullmatch(rf"{re.escape(op_type)}(_\d+)?", parts[-1]):
+        parts = parts[:-1]
+    elif parts and re.fullmatch(r"[A-Z][A-Za-z]*_\d+", parts[-1]):
+        parts = parts[:-1]  # another generated name, e.g. "LSTM_345"
+    if not parts:
+        return None
+    s = sanitize("_".join(parts), "")
+    return s or None
 
 
 class _Importer(LayoutOps):
@@ -63,6 +86,8 @@ class _Importer(LayoutOps):
         self.placed = {}  # onnx input -> (timeloom input, axes)
         self.lengths = None  # onnx input name or constant array
         self.states = {}  # onnx input -> (layout, [unit per direction])
+        self.names = _names_metadata(model)
+        self.output_alias = _output_aliases(self.graph)
         for vi in self.graph.input:
             if vi.name not in self.env:
                 dims = tuple(d.dim_value if d.HasField("dim_value") else None
@@ -73,11 +98,27 @@ class _Importer(LayoutOps):
     def fresh(self, hint: str) -> str:
         base = sanitize(hint)
         name, k = base, 1
-        while name in self.used or any(u.startswith(name + ".") for u in self.used):
+        while name in self.used or any(u.startswith(name + ".") or name.startswith(u + ".") for u in self.used):
             k += 1
-            name = f"{base}_{k}"
+            name = f"{base}_{k}" if base[-1].isdigit() else f"{base}{k}"
         self.used.add(name)
         return name
+
+    def unit_hint(self, node, fallback: str) -> str:
+        """The name for the unit (or block) a node makes: what the exporter recorded, the graph output
+        it is, the node's own name, its output's name, else `fallback` (numbered when taken)."""
+        given = self.names.get(node.name)
+        if isinstance(given, str):
+            return given
+        out = node.output[0] if node.output else ""
+        if out in self.output_alias:
+            return self.output_alias[out]
+        return readable(node.name, node.op_type) or readable(out, node.op_type) or fallback
+
+    def roles_of(self, node):
+        """{role: unit} the exporter recorded for a recurrent node (the spec's own unit names), or None."""
+        given = self.names.get(node.name)
+        return given if isinstance(given, dict) else None
 
     # -- the walk -------------------------------------------------------------------------
     def run(self) -> OnnxImport:
@@ -148,7 +189,7 @@ class _Importer(LayoutOps):
             v = self.env.get(vi.name)
             where = f"graph output '{vi.name}'"
             if isinstance(v, Linear):
-                v = self.materialize(v, "identity", vi.name)
+                v = self.materialize(v, "identity", self.output_alias.get(vi.name, vi.name))
             if not isinstance(v, Seq):
                 raise UnsupportedError(f"{where} is not computed by the recurrent network "
                                        f"(it is a {'constant' if isinstance(v, np.ndarray) else 'graph input'})")
@@ -171,7 +212,7 @@ class _Importer(LayoutOps):
         if isinstance(v, Seq):
             return v
         if isinstance(v, Linear):
-            return self.materialize(v, "identity", where)
+            return self.materialize(v, "identity", "linear")
         if isinstance(v, Input):
             return self.place(v, axes, size, where)
         raise UnsupportedError(f"{where}: expected a sequence tensor, got a constant")
@@ -341,7 +382,7 @@ class _Importer(LayoutOps):
             if axis != rank - 1:
                 raise UnsupportedError(f"{where}: softmax over axis {axis}; timeloom's softmax is over the "
                                        f"features (the last axis, {rank - 1})")
-        return [self.materialize(self.linear(args[0], where), act, node.output[0])]
+        return [self.materialize(self.linear(args[0], where), act, self.unit_hint(node, act))]
 
     op_Sigmoid = op_Tanh = op_Relu = op_Softplus = op_Softmax = _activation
 
@@ -357,6 +398,33 @@ class _Importer(LayoutOps):
         return import_recurrent(self, node, args, attrs, RECURRENT[node.op_type])
 
     op_LSTM = op_GRU = op_RNN = _recurrent
+
+
+def _names_metadata(model) -> dict:
+    import json
+
+    for p in model.metadata_props:
+        if p.key == NAMES_KEY:
+            try:
+                found = json.loads(p.value)
+            except ValueError:
+                return {}
+            return found if isinstance(found, dict) else {}
+    return {}
+
+
+def _output_aliases(graph) -> dict:
+    """{tensor: graph output name} for tensors that are a graph output or reach one through Identity nodes
+    (timeloom's exporter ends every output so; the unit is then named after the output)."""
+    alias = {o.name: readable(o.name) or sanitize(o.name) for o in graph.output}
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.node:
+            if node.op_type == "Identity" and node.output and node.output[0] in alias and node.input[0] not in alias:
+                alias[node.input[0]] = alias[node.output[0]]
+                changed = True
+    return alias
 
 
 def _scaled(lin: Linear, c) -> Linear:

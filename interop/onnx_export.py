@@ -23,6 +23,7 @@ from .onnx_match import match_cell
 
 OPSET = 17
 NAMES_KEY = "timeloom.names"  # metadata_props: the spec's unit names per node (read by interop.onnx_import)
+OUTPUTS_KEY = "timeloom.outputs"  # metadata_props: {output unit: {loss, at}} of the spec
 
 
 def export_onnx(program, params: dict, dtype: str = "float32", standard_ops: bool = True, opset: int = OPSET):
@@ -57,7 +58,9 @@ def export_onnx(program, params: dict, dtype: str = "float32", standard_ops: boo
     outputs = [helper.make_tensor_value_info(u, b.elem, ["T", "B", program.units[u].size]) for u in program.outputs]
     graph = helper.make_graph(b.nodes, program.name, inputs, outputs, b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="timeloom")
-    helper.set_model_props(model, {NAMES_KEY: json.dumps(names, sort_keys=True)})
+    outs = {u: {"loss": o.loss, "at": o.at} for u, o in program.outputs.items()}
+    helper.set_model_props(model, {NAMES_KEY: json.dumps(names, sort_keys=True),
+                                   OUTPUTS_KEY: json.dumps(outs, sort_keys=True)})
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:

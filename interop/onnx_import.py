@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InteropError, UnsupportedError, node_label
-from .onnx_export import NAMES_KEY  # metadata_props: {node name: unit, or {role: unit} of a recurrent node}
+from .onnx_export import NAMES_KEY, OUTPUTS_KEY  # metadata_props: {node name: unit, or {role: unit} of a recurrent node}
 from .onnx_layout import LayoutOps
 from .onnx_result import OnnxImport
 from .onnx_values import Dyn, Fill, Input, Linear, Part, Seq, permute, sel_of
@@ -86,7 +86,8 @@ class _Importer(LayoutOps):
         self.placed = {}  # onnx input -> (timeloom input, axes)
         self.lengths = None  # onnx input name or constant array
         self.states = {}  # onnx input -> (layout, [unit per direction])
-        self.names = _names_metadata(model)
+        self.names = _metadata(model, NAMES_KEY)
+        self.output_specs = _metadata(model, OUTPUTS_KEY)
         self.output_alias = _output_aliases(self.graph)
         for vi in self.graph.input:
             if vi.name not in self.env:
@@ -200,6 +201,11 @@ class _Importer(LayoutOps):
                 prev = self.spec["outputs"].get(p.unit)
                 at = "last" if p.sel == "last" and (prev is None or prev["at"] == "last") else "all"
                 self.spec["outputs"][p.unit] = {"loss": loss, "at": at}
+                given = self.output_specs.get(p.unit)
+                if p.sel == "all" and isinstance(given, dict) and given.get("loss") in ("mse", "cross_entropy", "bce",
+                                                                                        "none") \
+                        and given.get("at") in ("all", "last", "mask"):
+                    self.spec["outputs"][p.unit] = {"loss": given["loss"], "at": given["at"]}
         spec = {k: v for k, v in self.spec.items() if v or k in ("timeloom", "name")}
         result = OnnxImport(spec=spec, params=self.params, inputs=dict(self.placed), outputs=outputs,
                             lengths=self.lengths, states=dict(self.states), warnings=self.warnings)
@@ -400,11 +406,12 @@ class _Importer(LayoutOps):
     op_LSTM = op_GRU = op_RNN = _recurrent
 
 
-def _names_metadata(model) -> dict:
+def _metadata(model, key) -> dict:
+    """A JSON object timeloom's exporter wrote under metadata_props `key` ({} when absent or unreadable)."""
     import json
 
     for p in model.metadata_props:
-        if p.key == NAMES_KEY:
+        if p.key == key:
             try:
                 found = json.loads(p.value)
             except ValueError:

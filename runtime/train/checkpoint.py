@@ -88,7 +88,8 @@ def load(path) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "meta" not in z.files:
-                raise CheckpointError(f"{path} is not a timeloom checkpoint (no 'meta' entry)")
+                raise CheckpointError(f"{path} is not a timeloom checkpoint (no 'meta' entry); a parameter file "
+                                      f"(e.g. written by `timeloom import`) is given with --params {path}")
             meta = json.loads(str(z["meta"]))
             params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
             opt = {k[len("opt/"):]: z[k] for k in z.files if k.startswith("opt/")}

@@ -37,12 +37,31 @@ def import_onnx(model, name: str | None = None) -> OnnxImport:
     """An onnx.ModelProto (or a path) -> OnnxImport (spec dict, params, I/O mapping)."""
     import onnx
 
+    where = "the ONNX model"
     if isinstance(model, (str, Path)):
+        where = str(model)
+        if Path(model).is_file() and Path(model).stat().st_size == 0:
+            raise InteropError(f"{model} is empty (0 bytes), not an ONNX model; export the model again")
         try:
             model = onnx.load(str(model))
         except Exception as e:  # protobuf decode errors, missing files
             raise InteropError(f"{model}: cannot read the ONNX model ({e})") from e
+    if not model.graph.output:
+        raise InteropError(f"{where} has no graph outputs (" + (f"{len(model.graph.node)} nodes" if model.graph.node
+                                                                else "an empty graph")
+                           + "); a model timeloom imports computes at least one output")
     return _Importer(model, name).run()
+
+
+def tensor_array(t, what: str = "initializer") -> np.ndarray:
+    """numpy_helper.to_array with a clear error for a tensor whose dims do not fit its data."""
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:  # noqa: BLE001 - a reshape ValueError, a bad data type, truncated data
+        raise InteropError(f"{what} '{t.name}': its dims {list(t.dims)} do not match its data, or the data "
+                           f"cannot be read ({e}); the model file is damaged") from e
 
 
 
@@ -74,12 +93,10 @@ def readable(name: str, op_type: str = "") -> str | None:
 
 class _Importer(LayoutOps):
     def __init__(self, model, name):
-        from onnx import numpy_helper
-
         self.model = model
         self.graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-        self.env = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.env = {t.name: tensor_array(t) for t in self.graph.initializer}
         self.spec = {"timeloom": 1, "name": sanitize(name or self.graph.name or "imported"),
                      "inputs": {}, "units": {}, "blocks": {}, "connections": [], "outputs": {}}
         self.params, self.used, self.warnings = {}, set(), []
@@ -169,12 +186,11 @@ class _Importer(LayoutOps):
     def dynamic(self, node, args, attrs):
         """Shape arithmetic: Shape -> Gather/Unsqueeze/Concat/... -> ConstantOfShape (a zero initial state,
         as torch's ONNX exporter writes it)."""
-        from onnx import numpy_helper
-
         op = node.op_type
         if op == "ConstantOfShape":
             value = attrs.get("value")
-            return [Fill(float(numpy_helper.to_array(value).reshape(-1)[0]) if value is not None else 0.0)]
+            return [Fill(float(tensor_array(value, f"{node_label(node)}: value").reshape(-1)[0])
+                         if value is not None else 0.0)]
         if op == "Expand" and isinstance(args[0], np.ndarray) and args[0].size and np.all(args[0] == args[0].flat[0]):
             return [Fill(float(args[0].flat[0]))]
         if op in SHAPE_ARITHMETIC and all(a is None or isinstance(a, (np.ndarray, Dyn)) or op == "Shape"

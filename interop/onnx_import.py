@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.primitives import ACTIVATIONS
+
 from .errors import InteropError, UnsupportedError, node_label
 from .onnx_export import NAMES_KEY, OUTPUTS_KEY  # metadata_props: {node name: unit, or {role: unit} of a recurrent node}
 from .onnx_layout import LayoutOps
@@ -25,8 +27,8 @@ from .onnx_values import Dyn, Fill, Input, Linear, Part, Seq, permute, sel_of
 
 CLIP_INACTIVE = 1e6  # a clip this large never acts on the net inputs of a working model
 RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
-ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "Softplus": "softplus",
-                  "Softmax": "softmax"}
+# ONNX operator -> timeloom activation, from the registry (runtime.primitives.ACTIVATIONS)
+ACTIVATION_OPS = {a.onnx: name for name, a in ACTIVATIONS.items() if a.onnx}
 FILL_LAYOUT = {"Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Cast", "Expand",
                "Concat"}
 SHAPE_ARITHMETIC = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Add", "Sub", "Mul",
@@ -160,13 +162,14 @@ class _Importer(LayoutOps):
                                        "(ConstantOfShape / Expand); that is supported only as a recurrent node's "
                                        "initial_h / initial_c")
             else:
-                handler = getattr(self, "op_" + node.op_type, None)
+                handler = self._activation if node.op_type in ACTIVATION_OPS else getattr(self, "op_" + node.op_type,
+                                                                                          None)
                 if handler is None:
                     raise UnsupportedError(
                         f"{node_label(node)}: op type {node.op_type} is not supported by timeloom import "
-                        "(supported: LSTM, GRU, RNN, MatMul, Gemm, Add, Sum, Sub, Mul, Div, Sigmoid, Tanh, Relu, "
-                        "Softplus, Softmax, Identity, Dropout, Transpose, Squeeze, Unsqueeze, Reshape, Concat, "
-                        "Gather, and any node on constants)")
+                        "(supported: LSTM, GRU, RNN, MatMul, Gemm, Add, Sum, Sub, Mul, Div, "
+                        f"{', '.join(ACTIVATION_OPS)}, Identity, Dropout, Transpose, Squeeze, Unsqueeze, Reshape, "
+                        "Concat, Gather, and any node on constants)")
                 outs = handler(node, args, _attrs(node))
             for name, value in zip(node.output, outs):
                 if name:
@@ -405,8 +408,6 @@ class _Importer(LayoutOps):
                 raise UnsupportedError(f"{where}: softmax over axis {axis}; timeloom's softmax is over the "
                                        f"features (the last axis, {rank - 1})")
         return [self.materialize(self.linear(args[0], where), act, self.unit_hint(node, act))]
-
-    op_Sigmoid = op_Tanh = op_Relu = op_Softplus = op_Softmax = _activation
 
     def op_Identity(self, node, args, attrs):
         return [args[0]]

@@ -37,13 +37,13 @@ class Config:
     def from_training(cls, t: dict | None) -> Config:
         t = t or {}
         opt = t.get("optimizer", DEFAULT_OPTIMIZER)
-        cls = OPTIMIZERS.get(opt)
+        kind = OPTIMIZERS.get(opt)
         ridge = t.get("ridge") or {}
         ckpt = t.get("checkpoint") or {}
         stop = t.get("early_stopping")
         method = t.get("method", "bptt")
         return cls(
-            method=method, optimizer=opt, lr=float(t.get("lr", cls.default_lr if cls else 0.001)),
+            method=method, optimizer=opt, lr=float(t.get("lr", kind.default_lr if kind else 0.001)),
             momentum=float(t.get("momentum", 0.0)), weight_decay=float(t.get("weight_decay", 0.0)),
             epochs=1 if method == "ridge" else int(t.get("epochs", 10)),  # ridge: one closed-form fit
             steps_per_epoch=t.get("steps_per_epoch"), batch_size=int(t.get("batch_size", 32)),
@@ -57,7 +57,7 @@ class Config:
             restore_best=bool((stop or {}).get("restore_best", True)),
             validation_split=t.get("validation_split"),
             optimizer_settings={k: tuple(t[k]) if isinstance(t[k], list) else t[k]
-                                for k in (cls.settings if cls else ()) if k in t},
+                                for k in (kind.settings if kind else ()) if k in t},
         )
 
     def optimizer_options(self) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 from runtime.primitives import ACTIVATIONS
 
 from .errors import InteropError, UnsupportedError, node_label
-from .onnx_export import NAMES_KEY, OUTPUTS_KEY  # metadata_props: {node name: unit, or {role: unit} of a recurrent node}
+from .onnx_export import NAMES_KEY, OUTPUTS_KEY  # metadata_props written by timeloom export
 from .onnx_layout import LayoutOps
 from .onnx_result import OnnxImport
 from .onnx_values import Dyn, Fill, Input, Linear, Part, Seq, permute, sel_of

@@ -198,3 +198,8 @@ def test_every_bundled_spec_sets_only_what_its_optimizer_reads():
     for path in SPECS:
         data, positions = load_file(path)
         assert registries.training_issues(data, positions) == [], path.name
+        cfg = Config.from_training(compiler.compile_spec(path).training)
+        opt = optimizers.make_optimizer(cfg.optimizer, np, ["w"], **cfg.optimizer_options())
+        p = {"w": np.ones(2)}
+        opt.step(p, {"w": np.array([1.0, -1.0])}, cfg.lr)
+        assert np.all(np.isfinite(p["w"])) and not np.array_equal(p["w"], np.ones(2)), path.name

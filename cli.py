@@ -137,6 +137,8 @@ def compile(
     from compiler import draw
 
     kind = (fmt.value if fmt else output.suffix.lstrip(".").lower()) or "json"
+    if output.is_dir():
+        _fail(TimeloomError(f"-o {output} is a folder; give a file name, e.g. -o {output / program.name}.{kind}"))
     use_unrolled = unrolled if unrolled is not None else True
     graph = program.unroll(steps) if use_unrolled else program.graph
     title = f"{program.name}: " + (f"unrolled over {steps} steps" if use_unrolled else "folded graph")
@@ -144,6 +146,8 @@ def compile(
         draw.write(graph, output, kind, unrolled=use_unrolled, title=title)
     except ValueError as e:
         _fail(TimeloomError(str(e)))
+    except OSError as e:
+        _fail(TimeloomError(f"cannot write {output}: {e.strerror or e}; give a file in a folder you can write"))
     typer.echo(f"wrote {output}")
 
 
@@ -184,7 +188,7 @@ def run(
     """Train SPEC on its data: with its training: settings; write runs/NAME-TIMESTAMP/.
 
     Exit status: 0 done, 2 bad spec/data/checkpoint or a NaN in training, 130 interrupted
-    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR)."""
+    (Ctrl-C saves a checkpoint first; continue with --resume RUNDIR), 143 after SIGTERM (the same)."""
     import json
 
     from runtime.train import overrides, session
@@ -197,6 +201,8 @@ def run(
     try:
         if params is not None and checkpoint is not None:
             raise TimeloomError("give --params FILE or --checkpoint FILE, not both")
+        if name is not None:  # before any work: the same rule as the spec's name: (a plain folder name)
+            session.rundir.inside(runs_dir, name, "run name")
         if resume is not None:
             if checkpoint is not None or evaluate or params is not None:
                 raise TimeloomError("--resume continues a run from its own checkpoints; "
@@ -232,15 +238,15 @@ def run(
                 write_json(report.rundir / "generation.json", generation)
     except TimeloomError as e:
         _fail(e)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         typer.echo("interrupted again: stopped without saving; the checkpoints written so far are kept",
                    err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + getattr(e, "signum", 2)) from None
     typer.echo(session.summary(report, generation))
     if evaluate:
         typer.echo(json.dumps(report.evaluation, default=str))
     if report.result is not None and report.result.status == "interrupted":
-        raise typer.Exit(130)
+        raise typer.Exit(128 + (report.result.signal or 2))  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 def _compile_with(spec: Path, items, overrides):

@@ -42,6 +42,8 @@ def _range(v):
     if isinstance(v, (int, float)):
         return -float(v), float(v)
     lo, hi = v
+    if not abs(float(hi) - float(lo)) < float("inf"):  # numpy cannot draw from a wider range
+        raise NormalizeError(f"init uniform [{lo}, {hi}]: hi - lo overflows; use a range narrower than 1e308")
     return float(lo), float(hi)
 
 

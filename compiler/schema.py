@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from functools import cache, lru_cache
 
@@ -90,6 +91,8 @@ def _lookup(data, path):
 
 def _pattern_message(error, where) -> str:
     pattern, value = error.validator_value, error.instance
+    if pattern == load_schema()["$defs"]["plain_name"]["pattern"]:
+        return f"{where}: {value!r} is not a plain name; {PLAIN_NAME_HELP}"
     if pattern.startswith("^\\$"):
         return f"{where}: {value!r} is not a valid parameter reference; {_REF_HELP}"
     if pattern == "^[A-Za-z_][A-Za-z0-9_]*$":
@@ -193,6 +196,7 @@ def validate(data, positions: Positions) -> list[SpecIssue]:
     """Every schema violation in `data`, each placed at its source position, in file order."""
     found = _schema_errors(_validator(), data)
     issues = [positions.issue(path, message, at_key=at_key) for message, path, at_key, _ in found]
+    issues += [positions.issue(path, message) for path, message in non_finite(data)]
     flagged = {path for _, path, _, _ in found}
     if not any(p[:1] == ("training",) for p in flagged):
         from .registries import training_issues
@@ -206,3 +210,32 @@ def validate(data, positions: Positions) -> list[SpecIssue]:
                       "templates: (in a template's units, blocks and connections); write the value itself "
                       "here, or move this part into a template", at_key=is_key))
     return sorted(issues, key=lambda i: (i.line, i.column))
+
+
+# -- plain names and finite numbers (rules that JSON Schema states only in part) -----------------------
+PLAIN_NAME_HELP = ("a run or sweep name is a plain folder name: no '/' or '\\', not '.' or '..', no control "
+                   "characters, 1 to 100 characters (e.g. 'elman_lr3')")
+
+
+def plain_name_problem(name) -> str | None:
+    """Why `name` is not a plain folder name (the schema's `plain_name` pattern), or None when it is.
+    The one rule for the spec's `name:` (checked by the schema) and `--name` (checked by the CLI and by
+    runtime.train.rundir.inside)."""
+    if not isinstance(name, str) or not re.search(load_schema()["$defs"]["plain_name"]["pattern"], name):
+        return f"{name!r} is not a plain name; {PLAIN_NAME_HELP}"
+    return None
+
+
+def non_finite(data, path=()):
+    """(path, message) of every .nan/.inf number in a spec: none has a meaning anywhere in the
+    language (JSON Schema's minimum/maximum let NaN through, and +-inf through one side)."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from non_finite(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from non_finite(v, path + (i,))
+    elif isinstance(data, float) and not math.isfinite(data):
+        text = ".nan" if data != data else (".inf" if data > 0 else "-.inf")
+        yield path, (f"{_where(path)} must be a finite number, not {text} (no value in a spec may be "
+                     "NaN or infinite)")

@@ -2,7 +2,8 @@
 
 Every input of the spec and every output with a loss gets one file, named by the unit;
 paths are relative to the spec file's folder. Formats: `.npy`; `.npz` (the array named like
-the unit, or its only array); `.csv` (comma-separated numbers, optional header line).
+the unit, or its only array); `.csv` (comma-separated numbers, optional header line). Each is a
+regular file of at most `max_mb` MiB (default 512) holding real numbers (see `source.py`).
 
 Layout: sample-major, one row per sequence, as a data set is usually stored:
   inputs and `at: all`/`at: mask` targets   (N, T, size)   N sequences of T steps
@@ -23,6 +24,7 @@ Baseline: the training targets' mean (mse) or the majority class (accuracy).
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,9 +34,14 @@ from compiler.errors import DataError
 
 from .base import Batch, Task, as_rng, batched, check_float, check_int, fail, valid_mask
 from .metrics import ConstantPredictor
+from .source import check_file, check_real, max_bytes
 
 
 def load_array(path: Path, name: str) -> np.ndarray:
+    return check_real(_read_array(path, name), f"files.{name}", path)
+
+
+def _read_array(path: Path, name: str) -> np.ndarray:
     try:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
@@ -45,6 +52,8 @@ def load_array(path: Path, name: str) -> np.ndarray:
                     return archive[name]
                 if len(keys) == 1:
                     return archive[keys[0]]
+                if not keys:
+                    raise DataError(f"data.files.{name}: {path.name} holds no arrays")
                 raise DataError(f"data.files.{name}: {path.name} holds arrays {', '.join(keys)}; "
                                 f"name one '{name}' or keep a single array")
         if path.suffix == ".csv":
@@ -52,14 +61,15 @@ def load_array(path: Path, name: str) -> np.ndarray:
                 return np.loadtxt(path, delimiter=",", ndmin=1)
             except ValueError:
                 return np.loadtxt(path, delimiter=",", ndmin=1, skiprows=1)
-    except (OSError, ValueError) as e:
-        raise DataError(f"data.files.{name}: cannot read {path}: {e}") from e
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"data.files.{name}: cannot read {path} (a damaged or cut file?): {e}") from e
     raise DataError(f"data.files.{name}: {path.name} must be a .npy, .npz or .csv file")
 
 
 class Files(Task):
     name = "files"
-    PARAMS: ClassVar[dict] = {"files": None, "lengths": None, "masks": None, "validation_split": None, "seq_len": None}
+    PARAMS: ClassVar[dict] = {"files": None, "lengths": None, "masks": None, "validation_split": None, "seq_len": None,
+                              "max_mb": None}
 
     def __init__(self, program, seed: int, **params):
         carrying = [n for n, o in program.outputs.items() if o.loss != "none"]
@@ -75,6 +85,7 @@ class Files(Task):
         split = check_float(p, "validation_split", 0, 1, lo_open=True, hi_open=True)
         self.outputs = {n: program.outputs[n] for n in carrying}
         self.base = Path(program.source).resolve().parent if getattr(program, "source", None) else Path.cwd()
+        self.max_bytes = max_bytes(p)
         self._load(p)
         self._split(split)
         kind = self.out.loss
@@ -87,9 +98,7 @@ class Files(Task):
             raise fail(where, "a file path", value)
         path = Path(value).expanduser()
         path = path if path.is_absolute() else self.base / path
-        if not path.exists():
-            raise DataError(f"data.{where}: no such file {path} (paths are relative to the spec file's folder)")
-        return path
+        return check_file(path, where, self.max_bytes)
 
     def _load(self, p: dict):
         files = p["files"]

@@ -1,7 +1,8 @@
 """Character-level text tasks on a UTF-8 file: next-character prediction and end of word.
 
 `path` is relative to the spec file's folder (`program.source`). The bundled corpus
-(`<repo>/data/corpus.txt`, see `corpus.py`) is generated there when it is missing.
+(`<repo>/data/corpus.txt`, see `corpus.py`) is generated there when it is missing. It must be a
+regular file of at most `max_mb` MiB (default 512; see `source.py`).
 
 Alphabet (`alphabet`): `lower27`: the text is lower-cased, every run of characters other
 than a-z becomes one space; symbols a..z = 0..25, space = 26 (the 27 symbols of the specs).
@@ -47,6 +48,7 @@ from .base import (
 )
 from .corpus import ensure_bundled
 from .metrics import ConstantPredictor, binary_scores, cross_entropy_bits
+from .source import check_file, max_bytes
 
 LOWER27 = "abcdefghijklmnopqrstuvwxyz "
 VALIDATION_BATCH = 256
@@ -85,7 +87,7 @@ class Text(Task):
     metric = "bpc"
     higher_is_better = False
     PARAMS: ClassVar[dict] = {"path": None, "seq_len": 100, "alphabet": "auto", "mode": "next_char",
-              "validation_split": None, "validation_chars": 100_000}
+              "validation_split": None, "validation_chars": 100_000, "max_mb": None}
 
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)
@@ -99,7 +101,7 @@ class Text(Task):
             p["validation_split"] = (program.training or {}).get("validation_split", 0.1)
         split = check_float(p, "validation_split", 0, 1, lo_open=True, hi_open=True)
         choice = check_choice(p, "alphabet", ("auto", "lower27", "file"))
-        self.path = resolve_path(program, p["path"])
+        self.path = check_file(resolve_path(program, p["path"]), "path", max_bytes(p))
         try:
             raw = self.path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError) as e:

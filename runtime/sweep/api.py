@@ -9,6 +9,8 @@ from pathlib import Path
 from compiler import compile_spec
 from compiler.errors import SpecError, TimeloomError
 
+from runtime.train.rundir import inside
+
 from . import report, success
 from .plan import Plan, Trial, spec_digest
 from .plan import trials as plan_trials
@@ -109,8 +111,11 @@ def run_sweep(spec: Path | None, plan: Plan, *, sweeps_dir: Path = Path("sweeps"
         raise TimeloomError("give a SPEC to sweep (or --resume SWEEPDIR)")
     spec_path, data = load_spec(spec)
     if resume is None:
-        store = SweepDir(Path(sweeps_dir) / (name or str(data.get("name") or Path(spec).stem)))
+        store = SweepDir(inside(sweeps_dir, name or str(data.get("name") or Path(spec).stem), "sweep name"))
     trials = plan_trials(plan, spec_digest(data))
+    store.check_ours()
+    if resume is None:
+        store.check_same_plan([t.id for t in trials], f"`timeloom sweep --resume {store.path}`")
     check_trials(spec_path, data, trials)
     criterion = criterion_for(success_text, data, plan)
     finished = store.finished() if store.exists() or store.table_path.exists() else set()

@@ -19,11 +19,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from compiler.errors import TimeloomError
 from runtime.train.rundir import MetricsLog, read_json, write_json
 
 from .trial import RESULT
 
 FINISHED = ("completed", "early_stopped", "stopped")
+MARKER = ".timeloom-sweep"  # in every folder a sweep created; nothing is written into a folder without it
 # fields of a trial record that stay in its result.json only (not in the table)
 _BULKY = ("history", "traceback", "evaluation")
 
@@ -36,7 +38,41 @@ class SweepDir:
         self._table = None
 
     def create(self) -> None:
+        self.check_ours()
         self.trials_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.path / MARKER
+        if not marker.is_file():
+            marker.write_text("a folder written by `timeloom sweep`; it writes only into folders holding this file\n")
+
+    def check_ours(self) -> None:
+        """Refuse a folder that `timeloom sweep` did not create: one with files but without the marker
+        file (a sweep.json of an older timeloom counts as the marker; an empty folder holds nothing to lose)."""
+        if not self.path.exists():
+            return
+        if not self.path.is_dir():
+            raise TimeloomError(f"{self.path} is a file, not a sweep folder; give the sweep another --name "
+                                "or --sweeps-dir")
+        if (self.path / MARKER).is_file() or self.exists() or not any(self.path.iterdir()):
+            return
+        raise TimeloomError(f"{self.path} exists and was not created by `timeloom sweep` (no {MARKER} in it); "
+                            "a sweep writes only into its own folders, so nothing was written there: give the "
+                            "sweep another --name or --sweeps-dir")
+
+    def check_same_plan(self, trial_ids: list, resume_hint: str) -> None:
+        """Refuse to reuse this folder for a different plan (other grid, samples, seeds, --set or spec):
+        the same command again resumes; another command needs its own name."""
+        if not self.exists():
+            return
+        info = self.read_info()
+        stored = info.get("trials")
+        if not isinstance(stored, list) or set(stored) == set(trial_ids):
+            return
+        common = len(set(stored) & set(trial_ids))
+        raise TimeloomError(
+            f"{self.path} holds another sweep ({len(stored)} trials of {describe_plan(info.get('plan') or {})}, "
+            f"spec {info.get('spec', '?')}); this command plans {len(trial_ids)} trials, {common} of them the "
+            f"same: its grid, --sample, --seeds, --set or spec differ. Give it its own --name (e.g. "
+            f"--name {self.path.name}-2) or --sweeps-dir, or continue the stored sweep with {resume_hint}")
 
     def exists(self) -> bool:
         return (self.path / "sweep.json").is_file()
@@ -100,6 +136,16 @@ class SweepDir:
     def evaluation(self, tid: str) -> dict:
         rec = self.result(tid) or {}
         return rec.get("evaluation") or {}
+
+
+def describe_plan(plan: dict) -> str:
+    """The search of a sweep.json 'plan' as options: --grid K=V1,V2 --seeds 0,1 ..."""
+    parts = [f"--grid {k}={','.join(str(v) for v in vs)}" for k, vs in (plan.get("grid") or {}).items()]
+    parts += [f"--sample {k}={d[0]}:{','.join(str(v) for v in d[1:])}" for k, d in (plan.get("sample") or {}).items()]
+    parts += [f"--set {s}" for s in plan.get("sets") or []]
+    if plan.get("seeds") is not None:
+        parts.append("--seeds " + ",".join(str(s) for s in plan["seeds"]))
+    return " ".join(parts) or "the spec as it is"
 
 
 def row_of(record: dict) -> dict:

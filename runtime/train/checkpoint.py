@@ -98,6 +98,9 @@ def load(path) -> Checkpoint:
     except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as e:
         raise CheckpointError(f"{path} is not a readable timeloom checkpoint (truncated or not an .npz): "
                               f"{e}") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its 'meta' entry is not a JSON object; the file was not written by "
+                              "timeloom (or was edited)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this timeloom reads {FORMAT}")
     return Checkpoint(path, params, opt, meta)
@@ -118,6 +121,75 @@ def check_fits(ckpt: Checkpoint, program, spec_file=None) -> None:
         if arr is None or tuple(arr.shape) != tuple(info.shape):
             have = "missing" if arr is None else f"shape {tuple(arr.shape)}"
             raise CheckpointError(f"{ckpt.path}: parameter '{name}' is {have}, the spec needs {tuple(info.shape)}")
+    check_arrays(ckpt, program)
+
+
+def check_arrays(ckpt: Checkpoint, program) -> None:
+    """Refuse parameters the spec does not have, and parameter arrays that are not real floats
+    (integers would truncate every update, complex values would be cut to their real part)."""
+    extra = sorted(set(ckpt.params) - set(program.params))
+    if extra:
+        raise CheckpointError(f"{ckpt.path}: parameter '{extra[0]}' is not a parameter of the spec "
+                              f"({len(extra)} such); the file was not saved from this model (or was edited)")
+    for name, arr in ckpt.params.items():
+        if arr.dtype.kind != "f":
+            raise CheckpointError(f"{ckpt.path}: parameter '{name}' holds {arr.dtype} values; parameters are "
+                                  "real floating-point numbers")
+
+
+def check_resume(ckpt: Checkpoint, cfg, program) -> None:
+    """What an exact resume reads beyond the parameters: the same method and optimizer (cfg: the
+    run's train.config.Config), the position, the generator state and the optimizer's whole state
+    (its step count and, after the first step, a buffer per trainable parameter and slot, each
+    shaped like its parameter). Checked before the run directory is touched."""
+    from .optimizers import OPTIMIZERS, make_optimizer
+
+    meta, where, params = ckpt.meta, ckpt.path, ckpt.params
+    if meta.get("method", "bptt") != cfg.method or (cfg.method == "bptt" and meta.get("optimizer") != cfg.optimizer):
+        raise CheckpointError(f"{where} was trained with method {meta.get('method')}, optimizer "
+                              f"{meta.get('optimizer')}; resume with the same training settings")
+    for key in ("epoch", "batch", "step"):
+        v = meta.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CheckpointError(f"{where}: meta '{key}' is {v!r}, not a count >= 0 (an edited checkpoint?)")
+    for key in ("rng", "epoch_rng"):
+        state = meta.get(key)
+        if state is None and key == "epoch_rng":
+            continue
+        try:
+            np.random.Generator(np.random.PCG64()).bit_generator.state = state
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+            raise CheckpointError(f"{where}: meta '{key}' is not the state of a PCG64 random generator ({e}); "
+                                  "the run cannot continue exactly from this checkpoint") from e
+    for key in ("loss_sum", "loss_n", "bad_epochs"):
+        v = meta.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise CheckpointError(f"{where}: meta '{key}' is {v!r}, not a number (an edited checkpoint?)")
+    if not isinstance(meta.get("best"), (dict, type(None))):
+        raise CheckpointError(f"{where}: meta 'best' is {meta['best']!r}, not a record of the best epoch "
+                              "(an edited checkpoint?)")
+    state = ckpt.optimizer
+    if "step" not in state:
+        raise CheckpointError(f"{where} has no optimizer state (no 'opt/step'); resuming from it could not "
+                              "continue the run exactly: start a new run from its parameters with "
+                              f"`timeloom run SPEC --checkpoint {where}`")
+    steps = np.asarray(state["step"])
+    if steps.shape != () or steps.dtype.kind not in "iu" or int(steps) < 0:
+        raise CheckpointError(f"{where}: optimizer 'step' is not a count >= 0")
+    for key, arr in state.items():
+        slot, _, name = key.partition("/")
+        if key != "step" and (name not in params or tuple(np.shape(arr)) != tuple(params[name].shape)
+                              or np.asarray(arr).dtype.kind != "f"):
+            raise CheckpointError(f"{where}: optimizer state '{key}' does not fit parameter '{name}' "
+                                  f"(an edited checkpoint, or one of another model)")
+    if int(steps) > 0 and cfg.optimizer in OPTIMIZERS:
+        optimizer = make_optimizer(cfg.optimizer, np, [n for n, p in program.params.items() if p.trainable],
+                                   **cfg.optimizer_options())
+        for slot in optimizer.used_slots():
+            for name in optimizer.names:
+                if f"{slot}/{name}" not in state:
+                    raise CheckpointError(f"{where}: optimizer state '{slot}/{name}' is missing; resuming "
+                                          "without it could not continue the run exactly")
 
 
 def listing(folder) -> list[Path]:
@@ -140,3 +212,24 @@ def rotate(folder, keep: int) -> list[Path]:
     for p in old:
         p.unlink(missing_ok=True)
     return old
+
+
+def check_finite(ckpt: Checkpoint, optimizer: bool = True) -> None:
+    """Refuse a checkpoint whose parameters hold NaN or Inf (or, with `optimizer`, whose optimizer
+    state holds NaN; an overflowed second moment may be Inf and still step), naming the array:
+    training from it cannot recover."""
+    groups = [("parameter", ckpt.params, np.isfinite)]
+    if optimizer:
+        groups.append(("optimizer state", ckpt.optimizer, lambda a: ~np.isnan(a)))
+    for kind, arrays, good in groups:
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            if a.dtype.kind not in "fc":
+                continue
+            bad = int(a.size - good(a).sum())
+            if bad:
+                what = "NaN or Inf" if kind == "parameter" else "NaN"
+                raise CheckpointError(
+                    f"{ckpt.path}: {kind} '{name}' holds {what} ({bad} of {a.size} values), so training "
+                    f"cannot go on from this checkpoint; move it out of its folder to resume from the one "
+                    f"before it, or start a new run")

@@ -50,7 +50,36 @@ def locate(net, window, state=None) -> str:
         if not np.isfinite(np.asarray(be.to_numpy(tgt) if not isinstance(tgt, np.ndarray) else tgt,
                                       dtype=np.float64)).all():
             return f"the target of output '{out}' (the data)"
-    return "the loss"
+    return _overflowing_loss(net, outs)
+
+
+def _overflowing_loss(net, outs: dict) -> str:
+    """Every value is finite, the loss is not: it overflowed. Names the output with the largest
+    values and the parameter with the largest norm (what a too-large lr blew up)."""
+    be = net.backend
+    where = "the loss"
+    sizes = []
+    for name in net.program.outputs:
+        y = outs.get(name)
+        if y is not None:
+            sizes.append((float(np.abs(np.asarray(be.to_numpy(y), dtype=np.float64)).max(initial=0.0)), name))
+    if sizes:
+        top, name = max(sizes)
+        where = f"the loss of output '{name}' (its values reach {top:.3g}, the loss overflows)"
+    big = largest_param(net)
+    if big:
+        where += f"; the largest parameter is '{big[0]}' (norm {big[1]:.3g})"
+    return where
+
+
+def largest_param(net) -> tuple[str, float] | None:
+    """(name, Frobenius norm) of the parameter with the largest norm, in float64."""
+    norms = [(float(np.linalg.norm(np.asarray(net.backend.to_numpy(a), dtype=np.float64).ravel())), name)
+             for name, a in net.params.items()]
+    if not norms:
+        return None
+    norm, name = max(norms)
+    return name, norm
 
 
 def bad_gradient(net, grads: dict) -> str | None:

@@ -70,6 +70,10 @@ class Optimizer:
                 out[f"{slot}/{name}"] = arr
         return out
 
+    def used_slots(self) -> tuple:
+        """The slots that hold a buffer for every parameter after the first step."""
+        return tuple(s for s in self.slots if s != "momentum" or self.hyper.get("momentum", 0.0))
+
     def load_state(self, state: dict, asarray) -> None:
         self.t = int(state.get("step", 0))
         self.buffers = {slot: {} for slot in self.slots}

@@ -6,12 +6,25 @@
     curves.png         training loss per step and per epoch, validation loss, the task's metric
     evaluation.json    the final evaluation (task metrics and baseline)
     checkpoints/       ckpt-STEP-EPOCH-BATCH.npz (see checkpoint.py)
+    .lock              held (flock) by the process training in the folder; holds its PID
+
+One process at a time trains in a run directory: `new_run` locks the folder it creates,
+`resume_run` the folder it continues (`locked`); a second one is refused with the PID of the
+first. The lock is the kernel's (fcntl.flock), so it goes away with the process, also on kill -9.
+Temporary files (.NAME.PID.tmp, .NAME.PID.tmp.EXT) of processes that no longer exist are removed
+when a run starts (`clean_stale`).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import errno
+import fcntl
 import json
 import math
 import os
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +37,7 @@ from compiler.errors import TimeloomError
 def create(root, name: str) -> Path:
     """A new, empty run directory root/NAME-YYYYmmdd-HHMMSS (with -2, -3, ... on a clash)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    inside(root, name, "run name")  # a plain name, not a path out of root
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -34,10 +48,28 @@ def create(root, name: str) -> Path:
             except FileExistsError:
                 continue
             (path / "checkpoints").mkdir()
+            _lock_created(path)
             return path
     except OSError as e:
         raise TimeloomError(f"cannot create a run directory under {root}: {e.strerror or e}") from e
     raise TimeloomError(f"too many runs named {name}-{stamp} under {root}")
+
+
+def inside(base, name, what: str = "name") -> Path:
+    """base/NAME, refused unless NAME is a plain name (compiler.schema.plain_name_problem: the rule of
+    the schema's `name:`) and the folder resolves inside base (a symlink may not lead out of it)."""
+    from compiler.schema import plain_name_problem
+
+    problem = plain_name_problem(name)
+    if problem is not None:
+        raise TimeloomError(f"the {what} {problem}; give another with --name")
+    base = Path(base)
+    path = base / name
+    real_base, real = base.resolve(), path.resolve()
+    if real_base not in real.parents:
+        raise TimeloomError(f"the {what} '{name}' leads to {real}, outside {real_base} (a link?); "
+                            "give another with --name")
+    return path
 
 
 def write_text(path: Path, text: str) -> None:
@@ -161,3 +193,156 @@ def plot_curves(rundir: Path, metric: str | None = None) -> Path | None:
     fig.savefig(tmp, dpi=100)
     os.replace(tmp, path)
     return path
+
+
+# -- one process per run directory ------------------------------------------------------------
+LOCK = ".lock"
+_created: contextvars.ContextVar = contextvars.ContextVar("timeloom_created_runs", default=None)
+
+
+class RunLock:
+    """An exclusive flock on RUNDIR/.lock, which holds the owner's PID while it is held."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.fd = None
+
+    def acquire(self) -> "RunLock":
+        path = self.folder / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise TimeloomError(f"cannot lock the run directory {self.folder} ({path}: "
+                                f"{e.strerror or e})") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            try:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            finally:
+                os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise TimeloomError(f"{self.folder} is in use: another timeloom process (PID {owner}) is "
+                                    f"training in it; wait until it ends (or stop it) and try again") from None
+            # a file system without locks (some network mounts): train unlocked, but say so
+            print(f"warning: cannot lock the run directory {self.folder} ({e.strerror or e}); make sure no "
+                  f"other process trains in it at the same time", file=sys.stderr)
+            return self
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            os.ftruncate(fd, 0)  # nobody holds it now: no PID to name
+        except OSError:
+            pass
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+@contextlib.contextmanager
+def locked(folder):
+    """Hold the run directory's lock for the block (TimeloomError naming the PID when it is taken)."""
+    lock = RunLock(folder).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def locking_new():
+    """Lock every run directory `create` makes inside the block (before anything is written into
+    it), and release those locks at its end."""
+    held: list = []
+    token = _created.set(held)
+    try:
+        yield held
+    finally:
+        _created.reset(token)
+        for lock in reversed(held):
+            lock.release()
+
+
+def _lock_created(path: Path) -> None:
+    held = _created.get()
+    if held is not None:
+        held.append(RunLock(path).acquire())
+
+
+# -- temporary files of processes that died -------------------------------------------------------
+TMP = re.compile(r"^\..+\.(\d+)\.tmp(\.[A-Za-z0-9]+)?$")  # .NAME.PID.tmp and .NAME.PID.tmp.EXT
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or not a PID we can ask about): leave its files alone
+    return True
+
+
+def clean_stale(folder) -> list[Path]:
+    """Remove the temporary files (.NAME.PID.tmp[.EXT]) left in a run directory and its
+    checkpoints/ by processes that no longer run (a kill during a write); returns them.
+    Only files of that pattern whose PID is not alive; call it while holding the folder's lock."""
+    removed = []
+    for where in (Path(folder), Path(folder) / "checkpoints"):
+        try:
+            entries = list(os.scandir(where))
+        except OSError:
+            continue
+        for entry in entries:
+            m = TMP.match(entry.name)
+            if not m or _alive(int(m.group(1))):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
+
+
+def clean_stale_under(root) -> list[Path]:
+    """`clean_stale` in every run directory under root that no process is training in (its lock is
+    free): what a fresh run does at its start, so killed runs that are never resumed do not keep
+    their half-written checkpoints forever."""
+    removed = []
+    try:
+        folders = [Path(e.path) for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for folder in folders:
+        if not (folder / "run.json").is_file() or not _has_stale(folder):
+            continue
+        lock = RunLock(folder)
+        try:
+            lock.acquire()
+        except TimeloomError:
+            continue  # in use (or not ours to lock): its process cleans up after itself
+        try:
+            removed += clean_stale(folder)
+        finally:
+            lock.release()
+    return removed
+
+
+def _has_stale(folder: Path) -> bool:
+    for where in (folder, folder / "checkpoints"):
+        try:
+            if any(TMP.match(e.name) and not _alive(int(TMP.match(e.name).group(1))) for e in os.scandir(where)):
+                return True
+        except OSError:
+            continue
+    return False

@@ -55,6 +55,15 @@ def _config(program, opts) -> Config:
 
 
 def new_run(program, spec: dict, opts: Options, progress=None, init: Path | None = None) -> Report:
+    """Train from scratch (or from the parameters of `init`) in a new run directory, which stays
+    locked (rundir.locked) from its creation to the end; first removes the temporary files that
+    killed runs left under runs_dir."""
+    rundir.clean_stale_under(opts.runs_dir)
+    with rundir.locking_new():
+        return _new_run(program, spec, opts, progress, init)
+
+
+def _new_run(program, spec: dict, opts: Options, progress=None, init: Path | None = None) -> Report:
     """Train from scratch (or from the parameters of `init`) in a new run directory."""
     cfg = _config(program, opts)
     task = tasks.load_task(program, cfg.seed)
@@ -62,6 +71,7 @@ def new_run(program, spec: dict, opts: Options, progress=None, init: Path | None
     init_ckpt = _as_checkpoint(init)
     if init_ckpt:
         checkpoint.check_fits(init_ckpt, program)
+        checkpoint.check_finite(init_ckpt, optimizer=False)
         init = init_ckpt.path
     path = rundir.create(opts.runs_dir, opts.name or program.name)
     rundir.write_spec(path, spec)
@@ -91,7 +101,19 @@ def load_run(path: Path, overrides: list, apply) -> tuple:
 
 
 def resume_run(path: Path, program, spec: dict, info: dict, opts: Options, progress=None) -> Report:
-    """Continue the run in `path` from its newest checkpoint, in the same directory."""
+    """Continue the run in `path` from its newest checkpoint, holding the folder's lock (a second
+    process is refused) and after removing the temporary files of killed processes."""
+    with rundir.locked(path):
+        rundir.clean_stale(path)
+        return _resume_run(path, program, spec, info, opts, progress)
+
+
+def _resume_run(path: Path, program, spec: dict, info: dict, opts: Options, progress=None) -> Report:
+    """Continue the run in `path` from its newest checkpoint, in the same directory.
+
+    Nothing in the folder changes before the checkpoint is restored and checked; --set overrides
+    reach spec.yaml only when the first checkpoint trained with them is written (a resume that
+    fails before, e.g. on a NaN, leaves the spec as it was, so the suggested --resume works)."""
     path = Path(path)
     found = checkpoint.latest(path / "checkpoints")
     if found is None:
@@ -102,16 +124,24 @@ def resume_run(path: Path, program, spec: dict, info: dict, opts: Options, progr
     if ckpt.meta.get("seed", cfg.seed) != cfg.seed:
         raise CheckpointError(f"{found} was trained with seed {ckpt.meta.get('seed')}, not {cfg.seed}; "
                               f"resume without --seed")
+    checkpoint.check_resume(ckpt, cfg, program)  # an exact resume is possible: checked before anything is written
     task = tasks.load_task(program, cfg.seed)
     net = _network(program, opts.backend or info.get("backend"), opts.dtype or info.get("dtype"), cfg.seed)
+    trainer = Trainer(net, task, cfg, path, progress)
+    trainer.restore(ckpt)
     if opts.overrides:
-        rundir.write_spec(path, spec)
-        info.setdefault("resumed", []).append({"overrides": list(opts.overrides), "from": found.name})
+        entry = {"overrides": list(opts.overrides), "from": found.name, "applied": False}
+        info.setdefault("resumed", []).append(entry)
+
+        def apply_overrides():  # trained up to a checkpoint without a NaN: the run's spec from now on
+            rundir.write_spec(path, spec)
+            entry["applied"] = True
+            rundir.write_json(path / "run.json", info)
+
+        trainer.before_save = apply_overrides
     else:
         info.setdefault("resumed", []).append({"from": found.name})
     rundir.write_json(path / "run.json", info)
-    trainer = Trainer(net, task, cfg, path, progress)
-    trainer.restore(ckpt)
     return _train(trainer, task, cfg, opts.report)
 
 
@@ -127,6 +157,9 @@ def _train(trainer: Trainer, task, cfg, report: bool = True) -> Report:
                               best=result.best)
             if result.ridge:
                 evaluation["ridge"] = result.ridge
+            warnings = far_from_baseline(evaluation)
+            if warnings:
+                evaluation["warnings"] = warnings
             rundir.write_json(trainer.rundir / "evaluation.json", evaluation)
     finally:
         try:
@@ -153,6 +186,28 @@ def final_evaluation(task, net) -> dict:
         ev["baseline"] = task.baseline()
     ev = {"metric": task.metric, "higher_is_better": bool(task.higher_is_better), **ev}
     return ev
+
+
+FAR_FROM_BASELINE = 5.0  # a lower-is-better metric this many times the baseline's is a warning
+
+
+def far_from_baseline(evaluation: dict) -> list[str]:
+    """Warnings for a run that ended far worse than the task's trivial predictor (the baseline):
+    a lower-is-better metric above FAR_FROM_BASELINE x the baseline's (e.g. a diverged lr)."""
+    metric = evaluation.get("metric")
+    value, base = evaluation.get(metric), evaluation.get("baseline")
+    if isinstance(base, dict):
+        base = base.get(metric)
+    try:
+        value, base = float(value), float(base)
+    except (TypeError, ValueError):
+        return []
+    if evaluation.get("higher_is_better") or not base > 0:
+        return []
+    if not value <= FAR_FROM_BASELINE * base:  # also NaN
+        return [f"{metric} {value:.6g} is {value / base:.3g} times the baseline's {base:.6g} (the trivial "
+                f"predictor): training diverged or did not learn; try a lower lr or clip_norm"]
+    return []
 
 
 def evaluate_checkpoint(program, path: Path, opts: Options) -> Report:
@@ -241,6 +296,7 @@ def summary(report: Report, generation: dict | None = None) -> str:
             base = base.get(metric)
         better = "higher" if ev.get("higher_is_better") else "lower"
         lines.append(f"  {metric} {_num(value)}   baseline {_num(base)}   ({better} is better)")
+        lines += [f"  warning: {w}" for w in ev.get("warnings") or []]
     if generation:
         shown = generation.get("text")
         if shown is None:

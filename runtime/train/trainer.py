@@ -50,6 +50,7 @@ class Result:
     checkpoint: Path | None = None
     best: dict | None = None
     ridge: dict | None = None
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
 
 
 class NullProgress:
@@ -85,6 +86,8 @@ class Trainer:
         self.teacher_units = bptt.teacher_units(self.program)
         self.last_checkpoint = None
         self.stop_requested = False
+        self.stop_signal = None  # SIGINT or SIGTERM: the exit status is 128 + it
+        self.before_save = None  # called once, before the first checkpoint is written (resume_run)
         self.spec_hash = checkpoint.spec_hash(self.program.spec)
         self.ridge_info = None
         self._t0 = time.monotonic()
@@ -92,6 +95,7 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> Result:
         previous = self._install_sigint()
+        previous_term = self._install_sigterm()
         self.progress.start(self)
         try:
             if self.cfg.method == "ridge":
@@ -105,6 +109,8 @@ class Trainer:
             self.progress.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
 
     def _run_epoch(self, epoch: int) -> str | None:
         cfg, pos = self.cfg, self.pos
@@ -199,6 +205,8 @@ class Trainer:
                 keep += f" (resume: timeloom run --resume {self.rundir})"
         else:
             keep = "no checkpoint had been written yet"
+        if self.before_save is not None and self.rundir:
+            keep += ", with the settings before this resume's --set overrides (they were not kept in spec.yaml)"
         raise TrainingError(f"step {step} (epoch {epoch + 1}, batch {b + 1}): {what} is NaN or Inf, first in "
                             f"{where}; training stopped, {keep}; try a lower lr or clip_norm")
 
@@ -295,6 +303,9 @@ class Trainer:
     def save_checkpoint(self, kind: str) -> Path | None:
         if self.ckpt_dir is None:
             return None
+        if self.before_save is not None:
+            hook, self.before_save = self.before_save, None
+            hook()
         pos = self.pos
         path = self.ckpt_dir / checkpoint.file_name(pos.step, pos.epoch, pos.batch)
         if path.exists():  # a resumed run reached a state already saved: it is bitwise the same
@@ -319,6 +330,7 @@ class Trainer:
     def restore(self, ckpt: checkpoint.Checkpoint, resume: bool = True) -> None:
         """Load parameters; with `resume`, also the optimizer, generator and position."""
         checkpoint.check_fits(ckpt, self.program)
+        checkpoint.check_finite(ckpt, optimizer=resume)
         for name in self.program.params:
             self.net.params[name] = self.net.backend.asarray(ckpt.params[name])
         if not resume:
@@ -328,6 +340,7 @@ class Trainer:
                 (self.cfg.method == "bptt" and meta.get("optimizer") != self.cfg.optimizer):
             raise CheckpointError(f"{ckpt.path} was trained with method {meta.get('method')}, optimizer "
                                   f"{meta.get('optimizer')}; resume with the same training settings")
+        checkpoint.check_resume(ckpt, self.cfg, self.program)
         try:
             self.optimizer.load_state(ckpt.optimizer, self.net.backend.asarray)
         except TrainingError as e:
@@ -347,7 +360,8 @@ class Trainer:
             self.metrics.append(record)
 
     def _result(self, status) -> Result:
-        return Result(status, self.pos, self.history, self.last_checkpoint, self.best, self.ridge_info)
+        return Result(status, self.pos, self.history, self.last_checkpoint, self.best, self.ridge_info,
+                      self.stop_signal if status == "interrupted" else None)
 
     def _install_sigint(self):
         if threading.current_thread() is not threading.main_thread():
@@ -356,11 +370,25 @@ class Trainer:
         def on_sigint(signum, frame):
             if self.stop_requested:
                 raise KeyboardInterrupt
-            self.stop_requested = True
+            self.stop_requested, self.stop_signal = True, signum
             self.progress.message("interrupted: finishing this step and saving a checkpoint "
                                   "(Ctrl-C again to quit at once)")
 
         return signal.signal(signal.SIGINT, on_sigint)
+
+    def _install_sigterm(self):
+        """SIGTERM (sent by `timeout`, SLURM, Ray, kill) is handled like Ctrl-C: finish the step,
+        save a checkpoint, exit with 143; a second one stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigterm(signum, frame):
+            if self.stop_requested:
+                raise Terminated(signum)
+            self.stop_requested, self.stop_signal = True, signum
+            self.progress.message("terminated (SIGTERM): finishing this step and saving a checkpoint")
+
+        return signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _scalar(v):
@@ -373,4 +401,12 @@ def _scalar(v):
 
 def _as_window(batch):
     return bptt.Window(batch.inputs, batch.targets, batch.lengths, batch.masks or {}, None, True)
+
+
+class Terminated(KeyboardInterrupt):
+    """A second SIGTERM: stop at once, without saving (the exit status is 128 + `signum`)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 

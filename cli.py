@@ -192,7 +192,12 @@ def run(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="FILE",
                                               help="start from this checkpoint's parameters "
                                                    "(with --evaluate: evaluate it, no training)"),
-    evaluate: bool = typer.Option(False, "--evaluate", help="evaluate --checkpoint FILE without training"),
+    evaluate: bool = typer.Option(False, "--evaluate", help="evaluate --checkpoint FILE (or --params FILE) "
+                                                              "without training"),
+    params: Optional[Path] = typer.Option(None, "--params", metavar="FILE",
+                                          help="start from these parameters: a parameter file (.npz, e.g. "
+                                               "from `timeloom import`) or a checkpoint (with --evaluate: "
+                                               "evaluate them, no training)"),
     generate: Optional[int] = typer.Option(None, "--generate", min=1, metavar="N",
                                            help="after training (or --evaluate), let the network run "
                                                 "free for N steps from a priming sequence"),
@@ -223,12 +228,14 @@ def run(
     opts = session.Options(backend=backend, dtype=dtype, runs_dir=runs_dir, name=name,
                            eval_every=eval_every, overrides=items, report=report)
     try:
+        if params is not None and checkpoint is not None:
+            raise TimeloomError("give --params FILE or --checkpoint FILE, not both")
         if name is not None:  # before any work: the same rule as the spec's name: (a plain folder name)
             session.rundir.inside(runs_dir, name, "run name")
         if resume is not None:
-            if checkpoint is not None or evaluate:
+            if checkpoint is not None or evaluate or params is not None:
                 raise TimeloomError("--resume continues a run from its own checkpoints; "
-                                    "leave out --checkpoint/--evaluate")
+                                    "leave out --checkpoint/--params/--evaluate")
             program, data, info = _compile_run(resume, items, overrides, session)
             if spec is not None:
                 _same_model(_load(spec), program, spec, resume)
@@ -241,11 +248,15 @@ def run(
         if generate:
             from runtime.train.generate import generated_output
             generated_output(program)  # fail before training when the network cannot generate
+        if params is not None:
+            from runtime.train import paramfile
+            checkpoint = paramfile.load(params, program)
         if resume is not None:
             report = session.resume_run(resume, program, data, info, opts, make_progress(quiet))
         elif evaluate:
             if checkpoint is None:
-                raise TimeloomError("--evaluate needs --checkpoint FILE (the parameters to evaluate)")
+                raise TimeloomError("--evaluate needs --checkpoint FILE or --params FILE (the parameters to "
+                                    "evaluate)")
             report = session.evaluate_checkpoint(program, checkpoint, opts)
         else:
             report = session.new_run(program, data, opts, make_progress(quiet), init=checkpoint)

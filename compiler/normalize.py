@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from .model import Activation, Gate, Leak
 
-ACTIVATIONS = ("identity", "tanh", "sigmoid", "relu", "softmax", "softplus", "scaled_sigmoid")
 
 
 class NormalizeError(ValueError):
@@ -49,17 +48,23 @@ def _range(v):
 
 
 def activation(value) -> Activation:
+    """A unit's `activation` -> Activation; the names come from the registry (runtime.primitives.ACTIVATIONS)."""
+    from .registries import activations
+
+    known = activations()
     if isinstance(value, dict):
         (name, args), = value.items()
-        if name != "scaled_sigmoid":
-            raise NormalizeError(f"unknown activation '{name}'; only scaled_sigmoid takes arguments")
+        if name not in known or not known[name].args:
+            takes = ", ".join(n for n, a in known.items() if a.args)
+            raise NormalizeError(f"unknown activation '{name}'; only {takes} take{'s' if ',' not in takes else ''} "
+                                 "arguments")
         lo, hi = args
         if not hi > lo:
-            raise NormalizeError(f"scaled_sigmoid needs lo < hi, got [{lo}, {hi}]")
-        return Activation("scaled_sigmoid", float(lo), float(hi))
-    if value not in ACTIVATIONS or value == "scaled_sigmoid":
-        raise NormalizeError(f"unknown activation '{value}'; use one of "
-                             "identity, tanh, sigmoid, relu, softmax, softplus, {scaled_sigmoid: [lo, hi]}")
+            raise NormalizeError(f"{name} needs lo < hi, got [{lo}, {hi}]")
+        return Activation(name, float(lo), float(hi))
+    if value not in known or known[value].args:
+        choices = [n if not a.args else f"{{{n}: [{', '.join(a.args)}]}}" for n, a in known.items()]
+        raise NormalizeError(f"unknown activation '{value}'; use one of {', '.join(choices)}")
     return Activation(value)
 
 

@@ -18,7 +18,9 @@ from .loader import Positions
 
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    """The schema file, its enums of activations, optimizers, blocks and tasks filled from the registries."""
+    from .registries import fill_schema
+    return fill_schema(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
 @cache
@@ -203,6 +205,9 @@ def validate(data, positions: Positions) -> list[SpecIssue]:
     issues = [positions.issue(path, message, at_key=at_key) for message, path, at_key, _ in found]
     issues += [positions.issue(path, message) for path, message in non_finite(data)]
     flagged = {path for _, path, _, _ in found}
+    if not any(p[:1] == ("training",) for p in flagged):
+        from .registries import training_issues
+        issues += training_issues(data, positions)
     if isinstance(data, dict):
         for path, text, is_key in _refs_outside_templates(data):
             if path in flagged:

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.primitives import ACTIVATIONS
+
 from .errors import UnsupportedError
 
-PLAIN = {"Tanh": "tanh", "Sigmoid": "sigmoid", "Relu": "relu", "Softplus": "softplus"}
+# the functions ONNX allows in the activations of LSTM / GRU / RNN (the ONNX operator specification)
+RNN_FUNCTIONS = ("Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid",
+                 "Elu", "Softsign", "Softplus")
+# derived from the activation registry (runtime.primitives.ACTIVATIONS): ONNX slot function -> timeloom name
+PLAIN = {a.onnx: name for name, a in ACTIVATIONS.items() if a.onnx in RNN_FUNCTIONS}
 TAKES_ALPHA_BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
 TAKES_ALPHA = {"LeakyRelu", "ThresholdedRelu", "Elu"}
-NOT_EXPRESSIBLE = {"LeakyRelu", "ThresholdedRelu", "HardSigmoid", "Elu", "Softsign"}
+NOT_EXPRESSIBLE = set(RNN_FUNCTIONS) - set(PLAIN) - {"Affine", "ScaledTanh"}
 
 # ONNX default slot functions, one direction
 DEFAULTS = {"lstm": ("Sigmoid", "Tanh", "Tanh"), "gru": ("Sigmoid", "Tanh"), "rnn": ("Tanh",)}
@@ -60,8 +66,8 @@ def slot_from_onnx(name: str, alpha, beta, where: str) -> Slot:
         return Slot({"scaled_sigmoid": [-abs(a), abs(a)]}, 2 * b * sign, onnx=name)
     if name in NOT_EXPRESSIBLE:
         raise UnsupportedError(f"{where}: activation {name} has no timeloom equivalent; timeloom's "
-                               "activations are identity, tanh, sigmoid, relu, softplus, softmax, "
-                               "scaled_sigmoid (ONNX Tanh, Sigmoid, Relu, Softplus, Affine, ScaledTanh)")
+                               f"activations are {', '.join(ACTIVATIONS)} (ONNX {', '.join(PLAIN)}, Affine, "
+                               "ScaledTanh)")
     raise UnsupportedError(f"{where}: unknown activation '{name}'")
 
 
@@ -98,8 +104,9 @@ def onnx_slots(kind: str, attrs: dict, dirs: int, where: str) -> list[list[Slot]
 
 def onnx_from_timeloom(act) -> tuple[str, float | None, float | None] | None:
     """A timeloom Activation -> (ONNX slot function, alpha, beta), or None when there is none."""
-    if act.name in ("tanh", "sigmoid", "relu", "softplus"):
-        return {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "softplus": "Softplus"}[act.name], None, None
+    onnx = ACTIVATIONS[act.name].onnx if act.name in ACTIVATIONS else None
+    if onnx in PLAIN:
+        return onnx, None, None
     if act.name == "identity":
         return "Affine", 1.0, 0.0
     if act.name == "scaled_sigmoid" and act.lo == -act.hi and act.hi > 0:

@@ -74,12 +74,13 @@ def register(app: typer.Typer, fail) -> None:
             from runtime import Network
 
             from .onnx_export import export_onnx
-            from .params import load_params
+            from .params import assign
 
             program = compiler.load_spec(spec).program
             net = Network(program, dtype="float64", seed=seed)
-            if params is not None:
-                load_params(net, params)
+            if params is not None:  # a checkpoint's spec hash is checked as `timeloom run` checks it
+                from runtime.train import paramfile
+                assign(net, paramfile.load(params, program).params, where=str(params))
             else:
                 typer.echo(f"warning: no --params: exporting the initial parameters (seed {seed})", err=True)
             values = {k: net.backend.to_numpy(v) for k, v in net.params.items()}

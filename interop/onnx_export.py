@@ -13,6 +13,8 @@ operators in float32 only; `standard_ops=False` exports every recurrence as a Sc
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from .errors import InteropError
@@ -20,6 +22,8 @@ from .onnx_graph import Builder
 from .onnx_match import match_cell
 
 OPSET = 17
+NAMES_KEY = "timeloom.names"  # metadata_props: the spec's unit names per node (read by interop.onnx_import)
+OUTPUTS_KEY = "timeloom.outputs"  # metadata_props: {output unit: {loss, at}} of the spec
 
 
 def export_onnx(program, params: dict, dtype: str = "float32", standard_ops: bool = True, opset: int = OPSET):
@@ -32,14 +36,18 @@ def export_onnx(program, params: dict, dtype: str = "float32", standard_ops: boo
     if not program.inputs:
         raise InteropError("the spec has no inputs; an exported model needs at least one")
     ex = Exporter(program, {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}, dtype)
+    names = {}  # node name -> the unit it computes, or {role: unit} of a recurrent operator (for import)
     for comp in program.components:
         if not comp.recurrent:
-            ex.unit_all_steps(comp.units[0])
+            out = ex.unit_all_steps(comp.units[0])
+            names.update({n.name: comp.units[0] for n in ex.b.nodes if n.output and n.output[0] == out})
             continue
         cell = match_cell(program, comp) if standard_ops else None
         if cell is not None:
             from .onnx_cells import emit_cell
+            first = len(ex.b.nodes)
             emit_cell(ex, cell)
+            names.update({n.name: dict(cell.roles) for n in ex.b.nodes[first:] if n.op_type in ("LSTM", "GRU", "RNN")})
         else:
             from .onnx_scan import emit_scan
             emit_scan(ex, comp)
@@ -50,6 +58,9 @@ def export_onnx(program, params: dict, dtype: str = "float32", standard_ops: boo
     outputs = [helper.make_tensor_value_info(u, b.elem, ["T", "B", program.units[u].size]) for u in program.outputs]
     graph = helper.make_graph(b.nodes, program.name, inputs, outputs, b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="timeloom")
+    outs = {u: {"loss": o.loss, "at": o.at} for u, o in program.outputs.items()}
+    helper.set_model_props(model, {NAMES_KEY: json.dumps(names, sort_keys=True),
+                                   OUTPUTS_KEY: json.dumps(outs, sort_keys=True)})
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:

@@ -55,17 +55,16 @@ class Builder:
         name = act.name
         if name == "identity":
             return x
-        if name in ("tanh", "sigmoid", "relu"):
-            return self.op({"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}[name], [x], hint)
         if name == "softmax":
             return self.op("Softmax", [x], hint, axis=-1)
-        if name == "softplus":
-            if self.dtype == np.float32:
-                return self.op("Softplus", [x], hint)
+        if name == "softplus" and self.dtype == np.float64:
             # onnxruntime has no double Softplus: max(x, 0) + log(1 + exp(-|x|)), overflow-free
             e = self.op("Exp", [self.op("Neg", [self.op("Abs", [x])])])
             return self.op("Add", [self.op("Relu", [x]), self.op("Log", [self.op("Add", [e, self.const(1.0, "one")])])],
                            hint)
+        from runtime.primitives import ACTIVATIONS  # the registry: the ONNX operator computing an activation
+        if name in ACTIVATIONS and ACTIVATIONS[name].onnx:
+            return self.op(ACTIVATIONS[name].onnx, [x], hint)
         if name == "scaled_sigmoid":
             s = self.op("Sigmoid", [x])
             return self.op("Add", [self.op("Mul", [s, self.const(act.hi - act.lo, "span")]), self.const(act.lo, "lo")],

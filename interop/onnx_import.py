@@ -17,15 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.primitives import ACTIVATIONS
+
 from .errors import InteropError, UnsupportedError, node_label
+from .onnx_export import NAMES_KEY, OUTPUTS_KEY  # metadata_props written by timeloom export
 from .onnx_layout import LayoutOps
 from .onnx_result import OnnxImport
 from .onnx_values import Dyn, Fill, Input, Linear, Part, Seq, permute, sel_of
 
 CLIP_INACTIVE = 1e6  # a clip this large never acts on the net inputs of a working model
 RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
-ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "Softplus": "softplus",
-                  "Softmax": "softmax"}
+# ONNX operator -> timeloom activation, from the registry (runtime.primitives.ACTIVATIONS)
+ACTIVATION_OPS = {a.onnx: name for name, a in ACTIVATIONS.items() if a.onnx}
 FILL_LAYOUT = {"Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Cast", "Expand",
                "Concat"}
 SHAPE_ARITHMETIC = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Add", "Sub", "Mul",
@@ -36,33 +39,75 @@ def import_onnx(model, name: str | None = None) -> OnnxImport:
     """An onnx.ModelProto (or a path) -> OnnxImport (spec dict, params, I/O mapping)."""
     import onnx
 
+    where = "the ONNX model"
     if isinstance(model, (str, Path)):
+        where = str(model)
+        if Path(model).is_file() and Path(model).stat().st_size == 0:
+            raise InteropError(f"{model} is empty (0 bytes), not an ONNX model; export the model again")
         try:
             model = onnx.load(str(model))
         except Exception as e:  # protobuf decode errors, missing files
             raise InteropError(f"{model}: cannot read the ONNX model ({e})") from e
+    if not model.graph.output:
+        raise InteropError(f"{where} has no graph outputs (" + (f"{len(model.graph.node)} nodes" if model.graph.node
+                                                                else "an empty graph")
+                           + "); a model timeloom imports computes at least one output")
     return _Importer(model, name).run()
 
 
-def sanitize(name: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_]", "_", name or "")
-    return s if re.match(r"^[A-Za-z_]", s) else "_" + s
+def tensor_array(t, what: str = "initializer") -> np.ndarray:
+    """numpy_helper.to_array with a clear error for a tensor whose dims do not fit its data."""
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:  # noqa: BLE001 - a reshape ValueError, a bad data type, truncated data
+        raise InteropError(f"{what} '{t.name}': its dims {list(t.dims)} do not match its data, or the data "
+                           f"cannot be read ({e}); the model file is damaged") from e
+
+
+
+
+def sanitize(name: str, fallback: str = "u") -> str:
+    """A spec name from any string: letters, digits and '_', starting with a letter (a name that starts
+    with '_' would be read back as metadata from a parameter file)."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name or "").lstrip("_0123456789")
+    s = re.sub(r"__+", "_", s).rstrip("_")
+    return s or fallback
+
+
+def readable(name: str, op_type: str = "") -> str | None:
+    """The meaningful part of an ONNX node or tensor name, or None for a generated one.
+
+    torch's exporter names nodes by module scope ("/encoder/LSTM", "/head/Gemm") and tensors
+    "/encoder/LSTM_output_0" or "onnx::LSTM_345": the scope is kept, the operator part dropped."""
+    name = re.sub(r"_output_\d+$", "", (name or "").split("::")[-1])
+    parts = [p for p in name.split("/") if p]
+    if parts and op_type and re.fullmatch(rf"{re.escape(op_type)}(_\d+)?", parts[-1]):
+        parts = parts[:-1]
+    elif parts and re.fullmatch(r"[A-Z][A-Za-z]*_\d+", parts[-1]):
+        parts = parts[:-1]  # another generated name, e.g. "LSTM_345"
+    if not parts:
+        return None
+    s = sanitize("_".join(parts), "")
+    return s or None
 
 
 class _Importer(LayoutOps):
     def __init__(self, model, name):
-        from onnx import numpy_helper
-
         self.model = model
         self.graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-        self.env = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.env = {t.name: tensor_array(t) for t in self.graph.initializer}
         self.spec = {"timeloom": 1, "name": sanitize(name or self.graph.name or "imported"),
                      "inputs": {}, "units": {}, "blocks": {}, "connections": [], "outputs": {}}
         self.params, self.used, self.warnings = {}, set(), []
         self.placed = {}  # onnx input -> (timeloom input, axes)
         self.lengths = None  # onnx input name or constant array
         self.states = {}  # onnx input -> (layout, [unit per direction])
+        self.names = _metadata(model, NAMES_KEY)
+        self.output_specs = _metadata(model, OUTPUTS_KEY)
+        self.output_alias = _output_aliases(self.graph)
         for vi in self.graph.input:
             if vi.name not in self.env:
                 dims = tuple(d.dim_value if d.HasField("dim_value") else None
@@ -73,11 +118,27 @@ class _Importer(LayoutOps):
     def fresh(self, hint: str) -> str:
         base = sanitize(hint)
         name, k = base, 1
-        while name in self.used or any(u.startswith(name + ".") for u in self.used):
+        while name in self.used or any(u.startswith(name + ".") or name.startswith(u + ".") for u in self.used):
             k += 1
-            name = f"{base}_{k}"
+            name = f"{base}_{k}" if base[-1].isdigit() else f"{base}{k}"
         self.used.add(name)
         return name
+
+    def unit_hint(self, node, fallback: str) -> str:
+        """The name for the unit (or block) a node makes: what the exporter recorded, the graph output
+        it is, the node's own name, its output's name, else `fallback` (numbered when taken)."""
+        given = self.names.get(node.name)
+        if isinstance(given, str):
+            return given
+        out = node.output[0] if node.output else ""
+        if out in self.output_alias:
+            return self.output_alias[out]
+        return readable(node.name, node.op_type) or readable(out, node.op_type) or fallback
+
+    def roles_of(self, node):
+        """{role: unit} the exporter recorded for a recurrent node (the spec's own unit names), or None."""
+        given = self.names.get(node.name)
+        return given if isinstance(given, dict) else None
 
     # -- the walk -------------------------------------------------------------------------
     def run(self) -> OnnxImport:
@@ -101,13 +162,14 @@ class _Importer(LayoutOps):
                                        "(ConstantOfShape / Expand); that is supported only as a recurrent node's "
                                        "initial_h / initial_c")
             else:
-                handler = getattr(self, "op_" + node.op_type, None)
+                handler = self._activation if node.op_type in ACTIVATION_OPS else getattr(self, "op_" + node.op_type,
+                                                                                          None)
                 if handler is None:
                     raise UnsupportedError(
                         f"{node_label(node)}: op type {node.op_type} is not supported by timeloom import "
-                        "(supported: LSTM, GRU, RNN, MatMul, Gemm, Add, Sum, Sub, Mul, Div, Sigmoid, Tanh, Relu, "
-                        "Softplus, Softmax, Identity, Dropout, Transpose, Squeeze, Unsqueeze, Reshape, Concat, "
-                        "Gather, and any node on constants)")
+                        "(supported: LSTM, GRU, RNN, MatMul, Gemm, Add, Sum, Sub, Mul, Div, "
+                        f"{', '.join(ACTIVATION_OPS)}, Identity, Dropout, Transpose, Squeeze, Unsqueeze, Reshape, "
+                        "Concat, Gather, and any node on constants)")
                 outs = handler(node, args, _attrs(node))
             for name, value in zip(node.output, outs):
                 if name:
@@ -127,12 +189,11 @@ class _Importer(LayoutOps):
     def dynamic(self, node, args, attrs):
         """Shape arithmetic: Shape -> Gather/Unsqueeze/Concat/... -> ConstantOfShape (a zero initial state,
         as torch's ONNX exporter writes it)."""
-        from onnx import numpy_helper
-
         op = node.op_type
         if op == "ConstantOfShape":
             value = attrs.get("value")
-            return [Fill(float(numpy_helper.to_array(value).reshape(-1)[0]) if value is not None else 0.0)]
+            return [Fill(float(tensor_array(value, f"{node_label(node)}: value").reshape(-1)[0])
+                         if value is not None else 0.0)]
         if op == "Expand" and isinstance(args[0], np.ndarray) and args[0].size and np.all(args[0] == args[0].flat[0]):
             return [Fill(float(args[0].flat[0]))]
         if op in SHAPE_ARITHMETIC and all(a is None or isinstance(a, (np.ndarray, Dyn)) or op == "Shape"
@@ -148,7 +209,7 @@ class _Importer(LayoutOps):
             v = self.env.get(vi.name)
             where = f"graph output '{vi.name}'"
             if isinstance(v, Linear):
-                v = self.materialize(v, "identity", vi.name)
+                v = self.materialize(v, "identity", self.output_alias.get(vi.name, vi.name))
             if not isinstance(v, Seq):
                 raise UnsupportedError(f"{where} is not computed by the recurrent network "
                                        f"(it is a {'constant' if isinstance(v, np.ndarray) else 'graph input'})")
@@ -159,6 +220,11 @@ class _Importer(LayoutOps):
                 prev = self.spec["outputs"].get(p.unit)
                 at = "last" if p.sel == "last" and (prev is None or prev["at"] == "last") else "all"
                 self.spec["outputs"][p.unit] = {"loss": loss, "at": at}
+                given = self.output_specs.get(p.unit)
+                if p.sel == "all" and isinstance(given, dict) and given.get("loss") in ("mse", "cross_entropy", "bce",
+                                                                                        "none") \
+                        and given.get("at") in ("all", "last", "mask"):
+                    self.spec["outputs"][p.unit] = {"loss": given["loss"], "at": given["at"]}
         spec = {k: v for k, v in self.spec.items() if v or k in ("timeloom", "name")}
         result = OnnxImport(spec=spec, params=self.params, inputs=dict(self.placed), outputs=outputs,
                             lengths=self.lengths, states=dict(self.states), warnings=self.warnings)
@@ -171,7 +237,7 @@ class _Importer(LayoutOps):
         if isinstance(v, Seq):
             return v
         if isinstance(v, Linear):
-            return self.materialize(v, "identity", where)
+            return self.materialize(v, "identity", "linear")
         if isinstance(v, Input):
             return self.place(v, axes, size, where)
         raise UnsupportedError(f"{where}: expected a sequence tensor, got a constant")
@@ -341,9 +407,7 @@ class _Importer(LayoutOps):
             if axis != rank - 1:
                 raise UnsupportedError(f"{where}: softmax over axis {axis}; timeloom's softmax is over the "
                                        f"features (the last axis, {rank - 1})")
-        return [self.materialize(self.linear(args[0], where), act, node.output[0])]
-
-    op_Sigmoid = op_Tanh = op_Relu = op_Softplus = op_Softmax = _activation
+        return [self.materialize(self.linear(args[0], where), act, self.unit_hint(node, act))]
 
     def op_Identity(self, node, args, attrs):
         return [args[0]]
@@ -357,6 +421,34 @@ class _Importer(LayoutOps):
         return import_recurrent(self, node, args, attrs, RECURRENT[node.op_type])
 
     op_LSTM = op_GRU = op_RNN = _recurrent
+
+
+def _metadata(model, key) -> dict:
+    """A JSON object timeloom's exporter wrote under metadata_props `key` ({} when absent or unreadable)."""
+    import json
+
+    for p in model.metadata_props:
+        if p.key == key:
+            try:
+                found = json.loads(p.value)
+            except ValueError:
+                return {}
+            return found if isinstance(found, dict) else {}
+    return {}
+
+
+def _output_aliases(graph) -> dict:
+    """{tensor: graph output name} for tensors that are a graph output or reach one through Identity nodes
+    (timeloom's exporter ends every output so; the unit is then named after the output)."""
+    alias = {o.name: readable(o.name) or sanitize(o.name) for o in graph.output}
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.node:
+            if node.op_type == "Identity" and node.output and node.output[0] in alias and node.input[0] not in alias:
+                alias[node.input[0]] = alias[node.output[0]]
+                changed = True
+    return alias
 
 
 def _scaled(lin: Linear, c) -> Linear:

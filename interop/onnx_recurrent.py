@@ -11,15 +11,19 @@ sequence_lens -> `lengths=` (one for the whole network).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from . import mapping
 from .activations import SLOT_OPTIONS, onnx_slots
-from .cells import cell_fragment, merge, unit_prefixes
+from .cells import cell_fragment, merge, primitive_fragment, unit_prefixes
 from .errors import UnsupportedError, node_label
+from .onnx_import import readable
 from .onnx_values import Fill, Input, Part, Seq
 
 CLIP_INACTIVE = 1e6
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 INPUTS = {"lstm": ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"),
           "gru": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
           "rnn": ("X", "W", "R", "B", "sequence_lens", "initial_h")}
@@ -77,15 +81,27 @@ def import_recurrent(imp, node, args, attrs, kind):
             opt["initial"] = "learned"
         options.append(opt)
 
-    prefix = imp.fresh(node.name or f"{kind}")
     sources, col = [], 0
     for p in x.parts:
         sources.append((p.unit, slice(col, col + p.size)))
         col += p.size
-    merge(imp.spec, cell_fragment(kind, options, prefix, directions, [p.unit for p in x.parts]))
+    given = _given_units(imp, node, kind, dirs)
+    block = _common_prefix(given) if given else None
+    prefix = imp.fresh(block or (imp.names.get(node.name) if isinstance(imp.names.get(node.name), str) else None)
+                       or readable(node.name, node.op_type) or kind)
+    fragment = cell_fragment(kind, options, prefix, directions, [p.unit for p in x.parts])
+    rename = {}
+    if given and (block is None or block != prefix):  # the spec's own unit names, written as primitives
+        fragment = primitive_fragment(kind, options[0], prefix, directions[0], [p.unit for p in x.parts])
+        rename = {f"{prefix}.{role}": unit for role, unit in given.items()}
+        fragment = rename_units(fragment, rename)
+        imp.used.discard(prefix)
+        imp.used.update(given.values())
+    merge(imp.spec, fragment)
     prefixes = unit_prefixes(directions, prefix)
-    for d, (up, delay) in enumerate(zip(prefixes, directions)):
-        roles = mapping.prefixed_roles(kind, up)
+    all_roles = [{r: rename.get(u, u) for r, u in mapping.prefixed_roles(kind, up).items()} for up in prefixes]
+    for d, delay in enumerate(directions):
+        roles = all_roles[d]
         B = None if a.get("B") is None else a["B"][d].astype(np.float64)
         P = None if a.get("P") is None else a["P"][d].astype(np.float64)
         imp.params.update(mapping.onnx_to_timeloom(kind, roles, delay, sources, W[d], R[d], B, P, slots[d],
@@ -101,11 +117,51 @@ def import_recurrent(imp, node, args, attrs, kind):
     sel = ["last" if delay > 0 else "first" for delay in directions]
     y_axes = ("T", "D", "B", "F") if layout == 0 else ("B", "T", "D", "F")
     last_axes = ("D", "B", "F") if layout == 0 else ("B", "D", "F")
-    outs = [Seq(y_axes, tuple(Part(f"{up}.h", H) for up in prefixes)),
-            Seq(last_axes, tuple(Part(f"{up}.h", H, s) for up, s in zip(prefixes, sel)))]
+    outs = [Seq(y_axes, tuple(Part(r["h"], H) for r in all_roles)),
+            Seq(last_axes, tuple(Part(r["h"], H, s) for r, s in zip(all_roles, sel)))]
     if kind == "lstm":
-        outs.append(Seq(last_axes, tuple(Part(f"{up}.c", H, s) for up, s in zip(prefixes, sel))))
+        outs.append(Seq(last_axes, tuple(Part(r["c"], H, s) for r, s in zip(all_roles, sel))))
     return outs
+
+
+def _given_units(imp, node, kind, dirs) -> dict | None:
+    """{role: unit} recorded by timeloom's exporter for this node, when usable: one direction, every
+    role of the cell named, names not taken yet."""
+    given = imp.roles_of(node)
+    if not given or dirs != 1:
+        return None
+    want = set(mapping.ROLES[kind]) - ({"i"} if kind == "lstm" and "i" not in given else set())
+    if set(given) != want or not all(isinstance(u, str) and _NAME.fullmatch(u) for u in given.values()):
+        return None
+    if len(set(given.values())) != len(given) or any(
+            u in imp.used or any(v.startswith(u + ".") or u.startswith(v + ".") for v in imp.used)
+            for u in given.values()):
+        return None
+    return dict(given)
+
+
+def _common_prefix(roles: dict) -> str | None:
+    """P when every unit is P.role (the spec had a block P), else None."""
+    prefixes = {u.rsplit(".", 1)[0] for u in roles.values() if "." in u}
+    if len(prefixes) != 1:
+        return None
+    p = prefixes.pop()
+    return p if all(u == f"{p}.{r}" for r, u in roles.items()) else None
+
+
+def rename_units(fragment: dict, rename: dict) -> dict:
+    """The fragment with units renamed (keys, connection ends and gates)."""
+    units = {rename.get(n, n): u for n, u in fragment.get("units", {}).items()}
+    conns = []
+    for c in fragment.get("connections", []):
+        c = dict(c, **{"from": rename.get(c["from"], c["from"]), "to": rename.get(c["to"], c["to"])})
+        gate = c.get("gate")
+        if isinstance(gate, str):
+            c["gate"] = rename.get(gate, gate)
+        elif isinstance(gate, dict):
+            c["gate"] = {**gate, "unit": rename.get(gate["unit"], gate["unit"])}
+        conns.append(c)
+    return {**fragment, "units": units, "connections": conns}
 
 
 def _is_default(kind, key, value):

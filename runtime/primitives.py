@@ -6,10 +6,21 @@ executors keep only outputs. Weight kinds work on arrays of any leading shape (B
 """
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 from .cuda import is_cupy, kernel
 
 
 # --- activations: forward(xp, net, act) -> a ; backward(xp, a, da, act) -> dnet -----------------
+
+class Kind(NamedTuple):
+    """One activation: the registry entry every list of activation names is derived from (the schema's
+    enum, the normalizer, the ONNX maps in interop/; see compiler/registries.py)."""
+
+    forward: Callable
+    backward: Callable
+    onnx: str | None = None  # the ONNX operator computing exactly f (None: the exporter composes it)
+    args: tuple = ()  # the arguments of a parameterised activation ({scaled_sigmoid: [lo, hi]})
 
 def _sigmoid(xp, x, out=None):
     """sigma(x) = (1 + tanh(x/2)) / 2: no overflow, and numpy's SIMD tanh beats exp + reciprocal."""
@@ -28,22 +39,23 @@ def _softmax(xp, x, out=None):
 
 
 ACTIVATIONS = {
-    "identity": (lambda xp, x, act, out=None: x if out is None else xp.copyto(out, x) or out,
-                 lambda xp, a, da, act, out=None: da if out is None else xp.copyto(out, da) or out),
-    "tanh": (lambda xp, x, act, out=None: xp.tanh(x, out=out),
-             lambda xp, a, da, act, out=None: _tanh_back(xp, a, da, out)),
-    "sigmoid": (lambda xp, x, act, out=None: _sigmoid(xp, x, out),
-                lambda xp, a, da, act, out=None: _sigmoid_back(xp, a, da, out)),
-    "relu": (lambda xp, x, act, out=None: xp.maximum(x, 0, out=out),
-             lambda xp, a, da, act, out=None: xp.multiply(da, a > 0, out=out)),
-    "softplus": (lambda xp, x, act, out=None: xp.logaddexp(0, x, out=out),
-                 lambda xp, a, da, act, out=None: xp.multiply(da, -xp.expm1(-a), out=out)),  # sigma = 1 - e^-a
-    "softmax": (lambda xp, x, act, out=None: _softmax(xp, x, out),
-                lambda xp, a, da, act, out=None: xp.multiply(a, da - (da * a).sum(axis=-1, keepdims=True),
-                                                             out=out)),
-    "scaled_sigmoid": (lambda xp, x, act, out=None: _scale(_sigmoid(xp, x, out), act),
-                       lambda xp, a, da, act, out=None: xp.multiply(
-                           da, (a - act.lo) * (act.hi - a) / (act.hi - act.lo), out=out)),
+    "identity": Kind(lambda xp, x, act, out=None: x if out is None else xp.copyto(out, x) or out,
+                     lambda xp, a, da, act, out=None: da if out is None else xp.copyto(out, da) or out),
+    "tanh": Kind(lambda xp, x, act, out=None: xp.tanh(x, out=out),
+                 lambda xp, a, da, act, out=None: _tanh_back(xp, a, da, out), onnx="Tanh"),
+    "sigmoid": Kind(lambda xp, x, act, out=None: _sigmoid(xp, x, out),
+                    lambda xp, a, da, act, out=None: _sigmoid_back(xp, a, da, out), onnx="Sigmoid"),
+    "relu": Kind(lambda xp, x, act, out=None: xp.maximum(x, 0, out=out),
+                 lambda xp, a, da, act, out=None: xp.multiply(da, a > 0, out=out), onnx="Relu"),
+    "softmax": Kind(lambda xp, x, act, out=None: _softmax(xp, x, out),
+                    lambda xp, a, da, act, out=None: xp.multiply(a, da - (da * a).sum(axis=-1, keepdims=True),
+                                                                 out=out), onnx="Softmax"),
+    "softplus": Kind(lambda xp, x, act, out=None: xp.logaddexp(0, x, out=out),
+                     lambda xp, a, da, act, out=None: xp.multiply(da, -xp.expm1(-a), out=out),  # sigma = 1 - e^-a
+                     onnx="Softplus"),
+    "scaled_sigmoid": Kind(lambda xp, x, act, out=None: _scale(_sigmoid(xp, x, out), act),
+                           lambda xp, a, da, act, out=None: xp.multiply(
+                               da, (a - act.lo) * (act.hi - a) / (act.hi - act.lo), out=out), args=("lo", "hi")),
 }
 
 

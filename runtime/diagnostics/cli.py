@@ -15,6 +15,7 @@ from compiler import TimeloomError
 SET_HELP = "override a spec value, e.g. --set data.length=200 (repeatable)"
 SPEC_HELP = "the YAML spec, or a run directory (its spec and, unless --checkpoint, its newest checkpoint)"
 CKPT_HELP = "a checkpoint file or a run directory (its newest checkpoint); default: the initial parameters"
+PARAMS_HELP = "a parameter file (.npz, e.g. from `timeloom import`) or checkpoint to look at (= --checkpoint FILE)"
 
 
 def _program(spec: Path, items: list):
@@ -66,6 +67,8 @@ def register(app: typer.Typer, fail) -> None:
                                                      "directory brings its spec and newest checkpoint)"),
         checkpoint: List[Path] = typer.Option([], "--checkpoint", "-c", metavar="FILE|RUNDIR",
                                               help=CKPT_HELP + "; one per spec, in order"),
+        params: List[Path] = typer.Option([], "--params", "-p", metavar="FILE",
+                                          help=PARAMS_HELP + "; one per spec, in order"),
         units: Optional[str] = typer.Option(None, "--units", "-u",
                                             help="units, comma-separated (default: the state units)"),
         batch: int = typer.Option(16, "--batch", min=1, help="validation sequences to average over"),
@@ -85,6 +88,10 @@ def register(app: typer.Typer, fail) -> None:
         from . import common, gradients
 
         def run():
+            nonlocal checkpoint
+            if params and checkpoint:
+                raise TimeloomError("give --params or --checkpoint, not both")
+            checkpoint = list(checkpoint or params)
             if checkpoint and len(checkpoint) != len(specs):
                 raise TimeloomError(f"give one --checkpoint per spec ({len(specs)} specs, {len(checkpoint)} "
                                     f"checkpoints)")
@@ -116,6 +123,7 @@ def register(app: typer.Typer, fail) -> None:
     def spectrum_cmd(
         spec: Path = typer.Argument(..., help=SPEC_HELP),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="FILE|RUNDIR", help=CKPT_HELP),
+        params: Optional[Path] = typer.Option(None, "--params", "-p", metavar="FILE", help=PARAMS_HELP),
         step: Optional[int] = typer.Option(None, "--step", "-t", min=1,
                                            help="linearise at this step of the first validation sequence "
                                                 "(default: its middle)"),
@@ -133,7 +141,7 @@ def register(app: typer.Typer, fail) -> None:
 
         def run():
             program, title, found = _spec_or_run(spec, set_)
-            found = checkpoint or found
+            found = checkpoint or params or found
             net = common.network(program, found)
             try:
                 inputs = common.sample_batch(common.task_of(program), 1).inputs
@@ -162,6 +170,7 @@ def register(app: typer.Typer, fail) -> None:
                                                help="n=K (the a^n b^n (c^n) string for n = K), K (validation "
                                                     "sequence K), or text in the task's symbols, e.g. aaabbbccc"),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="FILE|RUNDIR", help=CKPT_HELP),
+        params: Optional[Path] = typer.Option(None, "--params", "-p", metavar="FILE", help=PARAMS_HELP),
         steps: Optional[int] = typer.Option(None, "--steps", min=1, help="show at most this many steps"),
         set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="the picture (default NAME-states.png)"),
@@ -176,7 +185,7 @@ def register(app: typer.Typer, fail) -> None:
 
         def run():
             program, title, found = _spec_or_run(spec, set_)
-            net = common.network(program, checkpoint or found)
+            net = common.network(program, checkpoint or params or found)
             task = common.task_of(program)
             seq = states.choose_sequence(task, sequence, steps)
             chosen = common.parse_units(program, units) or states.default_units(program)

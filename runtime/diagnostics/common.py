@@ -37,12 +37,10 @@ def network(program, checkpoint=None, seed: int | None = None, dtype: str = DTYP
     Diagnostics make a few float64 passes: the interpreted scan runs them at once, where a
     compiled one would first compile for float64 (seconds per structure)."""
     from runtime import Network
-    from runtime.train import checkpoint as ckpts
-
     net = Network(program, dtype=dtype, seed=seed_of(program) if seed is None else seed, jit=False)
-    if checkpoint is not None:
-        ckpt = ckpts.load(resolve_checkpoint(checkpoint))
-        ckpts.check_fits(ckpt, program)
+    if checkpoint is not None:  # a checkpoint (spec hash checked) or a parameter file (runtime.train.paramfile)
+        from runtime.train import paramfile
+        ckpt = paramfile.load(resolve_checkpoint(checkpoint), program)
         net.params = {k: net.backend.asarray(ckpt.params[k]) for k in net.params}
     return net
 

@@ -88,7 +88,8 @@ def load(path) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "meta" not in z.files:
-                raise CheckpointError(f"{path} is not a timeloom checkpoint (no 'meta' entry)")
+                raise CheckpointError(f"{path} is not a timeloom checkpoint (no 'meta' entry); a parameter file "
+                                      f"(e.g. written by `timeloom import`) is given with --params {path}")
             meta = json.loads(str(z["meta"]))
             params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
             opt = {k[len("opt/"):]: z[k] for k in z.files if k.startswith("opt/")}
@@ -183,7 +184,7 @@ def check_resume(ckpt: Checkpoint, cfg, program) -> None:
                                   f"(an edited checkpoint, or one of another model)")
     if int(steps) > 0 and cfg.optimizer in OPTIMIZERS:
         optimizer = make_optimizer(cfg.optimizer, np, [n for n, p in program.params.items() if p.trainable],
-                                   cfg.momentum, cfg.weight_decay)
+                                   **cfg.optimizer_options())
         for slot in optimizer.used_slots():
             for name in optimizer.names:
                 if f"{slot}/{name}" not in state:

@@ -1,9 +1,9 @@
 """The `training:` section of a spec as typed settings with defaults."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .optimizers import DEFAULT_LR
+from .optimizers import DEFAULT_OPTIMIZER, OPTIMIZERS
 
 
 @dataclass
@@ -31,17 +31,19 @@ class Config:
     restore_best: bool = True
     validation_split: float | None = None
     eval_every: int = 1
+    optimizer_settings: dict = field(default_factory=dict)  # training: keys the optimizer reads (betas, eps, ...)
 
     @classmethod
     def from_training(cls, t: dict | None) -> Config:
         t = t or {}
-        opt = t.get("optimizer", "adam")
+        opt = t.get("optimizer", DEFAULT_OPTIMIZER)
+        kind = OPTIMIZERS.get(opt)
         ridge = t.get("ridge") or {}
         ckpt = t.get("checkpoint") or {}
         stop = t.get("early_stopping")
         method = t.get("method", "bptt")
         return cls(
-            method=method, optimizer=opt, lr=float(t.get("lr", DEFAULT_LR.get(opt, 0.001))),
+            method=method, optimizer=opt, lr=float(t.get("lr", kind.default_lr if kind else 0.001)),
             momentum=float(t.get("momentum", 0.0)), weight_decay=float(t.get("weight_decay", 0.0)),
             epochs=1 if method == "ridge" else int(t.get("epochs", 10)),  # ridge: one closed-form fit
             steps_per_epoch=t.get("steps_per_epoch"), batch_size=int(t.get("batch_size", 32)),
@@ -54,4 +56,10 @@ class Config:
             min_delta=float((stop or {}).get("min_delta", 0.0)),
             restore_best=bool((stop or {}).get("restore_best", True)),
             validation_split=t.get("validation_split"),
+            optimizer_settings={k: tuple(t[k]) if isinstance(t[k], list) else t[k]
+                                for k in (kind.settings if kind else ()) if k in t},
         )
+
+    def optimizer_options(self) -> dict:
+        """Keyword arguments of optimizers.make_optimizer: momentum, weight_decay and the other settings."""
+        return {"momentum": self.momentum, "weight_decay": self.weight_decay, **self.optimizer_settings}

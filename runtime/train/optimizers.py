@@ -8,6 +8,14 @@ Update rules as in torch.optim; `weight_decay` lambda adds lambda * p to the gra
 - rmsprop: v <- a v + (1-a) g^2;  d = g / (sqrt(v) + eps);
            b <- mu b + d, p <- p - lr b  (momentum mu > 0)  or  p <- p - lr d
 `state()` is {key: array}: "step" and "{slot}/{param}" (e.g. "m/h->h@1").
+
+The registry `OPTIMIZERS` is the one place an optimizer is declared: the schema's enum for
+`training.optimizer`, the default learning rate and the check that every optimizer setting in
+`training:` is one the chosen optimizer reads (compiler/registries.py) all come from it. A new
+optimizer is one class (a subclass of `Optimizer` with `default_lr`, `settings` = the
+`training:` keys it reads with their defaults, `slots` and `update`) and one entry in
+`OPTIMIZERS`; a setting key no optimizer had before also needs its entry under
+`$defs/training/properties` in schemas/timeloom.schema.json.
 """
 from __future__ import annotations
 
@@ -17,18 +25,24 @@ import numpy as np
 
 from compiler.errors import TrainingError
 
-DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "rmsprop": 0.01}
+DEFAULT_OPTIMIZER = "adam"
 
 
 class Optimizer:
     """Base: `step(params, grads, lr)` updates the param arrays in place."""
 
     slots: tuple = ()
+    default_lr: float = 0.001  # training.lr when the spec gives none
+    settings: dict = {"weight_decay": 0.0}  # the training: keys this optimizer reads, with their defaults
 
     def __init__(self, xp, names, **hyper):
+        unread = sorted(set(hyper) - set(self.settings))
+        if unread:
+            raise TrainingError(f"optimizer {type(self).__name__.lower()} does not read {', '.join(unread)} "
+                                f"(it reads {', '.join(self.settings)})")
         self.xp = xp
         self.names = list(names)
-        self.hyper = hyper
+        self.hyper = {**self.settings, **hyper}
         self.t = 0
         self.buffers = {slot: {} for slot in self.slots}  # slot -> {param: array}, created lazily
 
@@ -75,9 +89,11 @@ class Optimizer:
 
 class SGD(Optimizer):
     slots = ("momentum",)
+    default_lr = 0.01
+    settings = {"momentum": 0.0, "weight_decay": 0.0}
 
     def update(self, name, p, g, lr):
-        mu = self.hyper.get("momentum", 0.0)
+        mu = self.hyper["momentum"]
         if mu:
             b = self.buffers["momentum"].get(name)
             b = g.copy() if b is None else b * mu + g
@@ -88,9 +104,11 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     slots = ("m", "v")
+    default_lr = 0.001
+    settings = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
 
     def update(self, name, p, g, lr):
-        b1, b2, eps = self.hyper.get("beta1", 0.9), self.hyper.get("beta2", 0.999), self.hyper.get("eps", 1e-8)
+        (b1, b2), eps = self.hyper["betas"], self.hyper["eps"]
         m = self._buf("m", name, p) * b1 + (1 - b1) * g
         v = self._buf("v", name, p) * b2 + (1 - b2) * (g * g)
         self.buffers["m"][name], self.buffers["v"][name] = m, v
@@ -101,9 +119,12 @@ class Adam(Optimizer):
 
 class RMSprop(Optimizer):
     slots = ("square_avg", "momentum")
+    default_lr = 0.01
+    settings = {"eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0}
+    alpha = 0.99  # the smoothing constant (torch's default; not a spec setting)
 
     def update(self, name, p, g, lr):
-        a, eps, mu = self.hyper.get("alpha", 0.99), self.hyper.get("eps", 1e-8), self.hyper.get("momentum", 0.0)
+        a, eps, mu = self.alpha, self.hyper["eps"], self.hyper["momentum"]
         v = self._buf("square_avg", name, p) * a + (1 - a) * (g * g)
         self.buffers["square_avg"][name] = v
         d = g / (self.xp.sqrt(v) + eps)
@@ -116,9 +137,17 @@ class RMSprop(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
 
 
-def make_optimizer(kind: str, xp, names, momentum: float = 0.0, weight_decay: float = 0.0) -> Optimizer:
-    if kind not in OPTIMIZERS:
-        raise TrainingError(f"unknown optimizer {kind!r}; use sgd, adam or rmsprop")
-    if kind == "adam":
-        return Adam(xp, names, weight_decay=weight_decay)
-    return OPTIMIZERS[kind](xp, names, momentum=momentum, weight_decay=weight_decay)
+def __getattr__(name):  # DEFAULT_LR, derived from the registry (kept for callers of the old table)
+    if name == "DEFAULT_LR":
+        return {k: cls.default_lr for k, cls in OPTIMIZERS.items()}
+    raise AttributeError(name)
+
+
+def make_optimizer(kind: str, xp, names, momentum: float = 0.0, weight_decay: float = 0.0, **settings) -> Optimizer:
+    """The optimizer `kind` over `names`; of the settings given it takes those it reads (the compiler has
+    refused a spec that sets one the optimizer does not read, compiler/registries.py)."""
+    cls = OPTIMIZERS.get(kind)
+    if cls is None:
+        raise TrainingError(f"unknown optimizer {kind!r}; use one of {', '.join(OPTIMIZERS)}")
+    given = {"momentum": momentum, "weight_decay": weight_decay, **settings}
+    return cls(xp, names, **{k: v for k, v in given.items() if k in cls.settings})

@@ -68,10 +68,11 @@ def _new_run(program, spec: dict, opts: Options, progress=None, init: Path | Non
     cfg = _config(program, opts)
     task = tasks.load_task(program, cfg.seed)
     net = _network(program, opts.backend, opts.dtype, cfg.seed)
-    init_ckpt = checkpoint.load(init) if init else None
+    init_ckpt = _as_checkpoint(init)
     if init_ckpt:
         checkpoint.check_fits(init_ckpt, program)
         checkpoint.check_finite(init_ckpt, optimizer=False)
+        init = init_ckpt.path
     path = rundir.create(opts.runs_dir, opts.name or program.name)
     rundir.write_spec(path, spec)
     rundir.write_json(path / "run.json", {
@@ -175,6 +176,13 @@ def _train(trainer: Trainer, task, cfg, report: bool = True) -> Report:
                   time.monotonic() - t0, cfg)
 
 
+def _as_checkpoint(source):
+    """A checkpoint file's path, or an already loaded Checkpoint (`--params`: runtime.train.paramfile)."""
+    if source is None or isinstance(source, checkpoint.Checkpoint):
+        return source
+    return checkpoint.load(source)
+
+
 def final_evaluation(task, net) -> dict:
     ev = dict(task.evaluate(net))
     if "baseline" not in ev:
@@ -208,8 +216,9 @@ def far_from_baseline(evaluation: dict) -> list[str]:
 def evaluate_checkpoint(program, path: Path, opts: Options) -> Report:
     """Evaluate the parameters of a checkpoint file; writes nothing."""
     t0 = time.monotonic()
-    ckpt = checkpoint.load(path)
+    ckpt = _as_checkpoint(path)
     checkpoint.check_fits(ckpt, program)  # before building the task: a wrong file fails fast
+    path = ckpt.path
     cfg = _config(program, opts)
     task = tasks.load_task(program, cfg.seed)
     net = _network(program, opts.backend, opts.dtype or ckpt.meta.get("dtype"), cfg.seed)

@@ -70,8 +70,7 @@ class Trainer:
             raise TrainingError("training.bptt.truncate: this network reads the future (negative delays, "
                                 "e.g. a bidirectional block), so its sequences cannot be cut into windows; "
                                 "remove bptt.truncate")
-        self.optimizer = make_optimizer(config.optimizer, net.xp, net.trainable, config.momentum,
-                                        config.weight_decay)
+        self.optimizer = make_optimizer(config.optimizer, net.xp, net.trainable, **config.optimizer_options())
         self.rng = np.random.default_rng(config.seed)
         self.pos = Position()
         self.best = None  # {"epoch", "value", "monitor"}

@@ -74,6 +74,7 @@ def _new_run(program, spec: dict, opts: Options, progress=None, init: Path | Non
         checkpoint.check_finite(init_ckpt, optimizer=False)
     path = rundir.create(opts.runs_dir, opts.name or program.name)
     rundir.write_spec(path, spec)
+    rundir.write_resolved_spec(path, spec, cfg, task)
     rundir.write_json(path / "run.json", {
         "name": program.name, "source": program.source, "overrides": list(opts.overrides),
         "backend": net.backend.name, "dtype": str(net.backend.dtype), "seed": cfg.seed,
@@ -134,6 +135,7 @@ def _resume_run(path: Path, program, spec: dict, info: dict, opts: Options, prog
 
         def apply_overrides():  # trained up to a checkpoint without a NaN: the run's spec from now on
             rundir.write_spec(path, spec)
+            rundir.write_resolved_spec(path, spec, cfg, task)
             entry["applied"] = True
             rundir.write_json(path / "run.json", info)
 
@@ -162,7 +164,7 @@ def _train(trainer: Trainer, task, cfg, report: bool = True) -> Report:
             rundir.write_json(trainer.rundir / "evaluation.json", evaluation)
     finally:
         try:
-            rundir.plot_curves(trainer.rundir, getattr(task, "metric", None))
+            rundir.plot_curves(trainer.rundir, getattr(task, "metric", None), getattr(task, "baseline", None))
         except Exception as e:  # noqa: BLE001 - a failed plot must not hide the run's outcome
             print(f"warning: could not draw curves.png: {e}", file=sys.stderr)
         if report:

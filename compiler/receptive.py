@@ -112,8 +112,6 @@ class Reach:
             parts.append("unbounded look-ahead (to the end of the sequence): " + desc)
         elif self.min_lag < 0:
             parts.append(f"look-ahead {-self.min_lag} step{'s' if self.min_lag != -1 else ''}")
-        elif self.max_lag is None:
-            pass
         note = "" if self.settled else f" (the lag pattern did not settle within {self.window} steps)"
         return head + "; ".join(parts) + note
 

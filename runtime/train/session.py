@@ -301,8 +301,8 @@ def summary(report: Report, generation: dict | None = None) -> str:
         lines.append(f"  generated ({generation['mode']}, {generation['steps']} steps){after}: {shown}")
     if report.rundir:
         lines.append(f"  run         {report.rundir}/")
-        files = [f for f in ("spec.yaml", "metrics.jsonl", "curves.png", "evaluation.json", "report.html",
-                             "generation.json")
+        files = [f for f in ("spec.yaml", "spec.resolved.yaml", "metrics.jsonl", "curves.png", "evaluation.json",
+                             "report.html", "generation.json")
                  if (report.rundir / f).exists()]
         lines.append(f"  files       {' '.join(files)}")
     if res is not None and res.checkpoint:

@@ -136,7 +136,7 @@ def test_run_directory_keeps_the_resolved_spec(tmp_path):
             "data": {"task": "adding", "length": 5, "train_size": 16, "test_size": 8},
             "training": {"steps_per_epoch": 2, "batch_size": 4}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec))
-    result = cli_in(tmp_path, ["run", "tiny.yaml", "--epochs", "1", "--no-report", "-q", "--set", "training.lr=0.01"])
+    result = cli_in(tmp_path, ["run", "tiny.yaml", "--epochs", "1", "--no-report", "--set", "training.lr=0.01"])
     assert result.exit_code == 0, result.output
     run = only_run(tmp_path)
     written = yaml.safe_load((run / "spec.yaml").read_text())
@@ -150,3 +150,22 @@ def test_run_directory_keeps_the_resolved_spec(tmp_path):
     assert resolved["data"] == {"task": "adding", "input": "x", "output": "y", "length": 5, "train_size": 16,
                                 "test_size": 8}
     assert (run / "curves.png").is_file()
+    assert "spec.resolved.yaml" in next(ln for ln in result.output.splitlines() if ln.lstrip().startswith("files"))
+
+
+def test_resume_with_overrides_updates_the_resolved_spec(tmp_path):
+    spec = {"timeloom": 1, "name": "tiny", "inputs": {"x": {"size": 2}},
+            "units": {"h": {"size": 3, "activation": "tanh"}, "y": {"size": 1, "activation": "identity"}},
+            "connections": [{"from": "x", "to": "h"}, {"from": "h", "to": "h", "delay": 1}, {"from": "h", "to": "y"}],
+            "outputs": {"y": {"loss": "mse", "at": "last"}},
+            "data": {"task": "adding", "length": 5, "train_size": 16, "test_size": 8},
+            "training": {"steps_per_epoch": 2, "batch_size": 4, "optimizer": "sgd"}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    assert cli_in(tmp_path, ["run", "tiny.yaml", "--epochs", "1", "--no-report", "-q"]).exit_code == 0
+    run = only_run(tmp_path)
+    before = yaml.safe_load((run / "spec.resolved.yaml").read_text())["training"]
+    assert (before["epochs"], before["lr"]) == (1, DEFAULT_LR["sgd"])
+    result = cli_in(tmp_path, ["run", "--resume", run, "--set", "training.epochs=2", "--no-report", "-q"])
+    assert result.exit_code == 0, result.output
+    after = yaml.safe_load((run / "spec.resolved.yaml").read_text())["training"]
+    assert (after["epochs"], after["lr"], after["optimizer"]) == (2, DEFAULT_LR["sgd"], "sgd")

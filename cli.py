@@ -152,6 +152,7 @@ def compile(
         typer.echo(str(w), err=True)
     typer.echo(_summary(program))
     typer.echo(_time_loop(program))
+    typer.echo(program.receptive_field().text(indent="  "))
     if emit_step is not None:
         from runtime.jit.codegen import emit
         try:

@@ -58,6 +58,12 @@ class Program:
     def unroll(self, steps: int) -> nx.DiGraph:
         return graphs.unroll(self, steps)
 
+    def receptive_field(self, window: int | None = None):
+        """For every output and input, the lags through which the input reaches the output
+        (compiler/receptive.py): a `ReceptiveField`; `.text()` is what `timeloom compile` prints."""
+        from .receptive import receptive_field
+        return receptive_field(self, window)
+
     def summary(self) -> dict:
         return {
             "name": self.name,

@@ -65,6 +65,7 @@ def no_traceback(text: str) -> None:
 
 
 # -- 7: a failed resume with --set leaves the run as it was -------------------------------------------
+@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")  # lr 1e6: the loss overflows on purpose
 def test_failed_resume_with_overrides_leaves_the_run_resumable(tmp_path):
     spec = tmp_path / "add.yaml"
     spec.write_text(ADDING)
@@ -268,6 +269,7 @@ def test_a_checkpoint_holding_nan_is_refused_with_the_parameter_name(tiny, tmp_p
     assert only_run(tmp_path) == folder  # refused before a run directory was made
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")  # lr 1e6: the loss overflows on purpose
 def test_an_overflowing_loss_names_the_output_and_the_largest_parameter(tmp_path):
     spec = tmp_path / "add.yaml"
     spec.write_text(ADDING)

@@ -26,7 +26,8 @@ from .common import copy_network, network, png_bytes, sample_batch
 SECTIONS = {"summary": "Summary", "spec": "Spec", "graphs": "Graphs", "viewer": "Unrolled graph (interactive)",
             "curves": "Loss and metric curves", "evaluation": "Final evaluation",
             "gradients": "Gradient flow over time", "spectrum": "Eigenvalues and spectral radius",
-            "states": "States and gates over time"}
+            "states": "States and gates over time",
+            "receptive": "Memory horizon (receptive field)"}
 STATIC_STEPS = 4  # steps of the unrolled picture
 BATCH = 8  # sequences for the gradient flow
 MAX_STEPS = 400  # longest sequence the diagnostics look at
@@ -259,8 +260,22 @@ def s_states(cx: Context) -> str:
             f'<code>timeloom inspect states SPEC --units ... --sequence ...</code> for others.</p>')
 
 
+def s_receptive(cx: Context) -> str:
+    """For every output and input, the lags through which the input reaches it (compiler/receptive.py)."""
+    rf = cx.program.receptive_field()
+    rows = [{"output": r.output, "input": r.input, "shortest lag": "unbounded" if r.min_lag is None else r.min_lag,
+             "longest lag": "unbounded" if r.max_lag is None else r.max_lag, "lags": r.text().split(": ", 1)[1]}
+            for r in rf.reaches]
+    return (table(rows, ["output", "input", "shortest lag", "longest lag", "lags"]) if rows else
+            '<p class="note">no outputs</p>') + (
+        '<p class="note">Lag k: the output at step t reads the input at step t - k (negative k: look-ahead, '
+        'from backward components); computed from the delays on the folded graph. '
+        '<code>timeloom compile SPEC</code> prints the same.</p>')
+
+
 BUILDERS = {"summary": s_summary, "spec": s_spec, "graphs": s_graphs, "viewer": s_viewer, "curves": s_curves,
-            "evaluation": s_evaluation, "gradients": s_gradients, "spectrum": s_spectrum, "states": s_states}
+            "evaluation": s_evaluation, "gradients": s_gradients, "spectrum": s_spectrum, "states": s_states,
+            "receptive": s_receptive}
 
 
 def build(rundir, net, task=None, evaluation=None) -> tuple[str, dict]:

@@ -155,29 +155,39 @@ def write_csv(items: list[Spectrum], path) -> Path:
 def draw(items: list[Spectrum], path=None, title: str = "", max_panels: int = 16):
     """Eigenvalues in the complex plane, one cell per matrix (small multiples on one axes, 4 per
     row): the unit circle grey, the spectral radius dotted, a reservoir's asked-for radius dashed
-    red, eigenvalues dots (orange for the step Jacobian)."""
+    red, eigenvalues dots (orange for the step Jacobian); a legend below names each of them."""
     shown = [s for s in items if len(s.eigenvalues)][:max_panels]
     cols = min(max(1, len(shown)), 4)
     rows = max(1, (len(shown) + cols - 1) // cols)
     lim = max([1.1] + [1.05 * max(s.radius, s.requested or 0) for s in shown])
     cell = 2 * lim + 0.5  # data units per cell, plus room for the title
-    fig = figure(2.6 * cols + 0.2, 2.9 * rows + (0.35 if title else 0.1))
-    ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - (0.35 if title else 0.05) / fig.get_figheight()))
+    legend_h = 0.3  # inches at the bottom for the legend that names the circles
+    fig = figure(2.6 * cols + 0.2, 2.9 * rows + (0.35 if title else 0.1) + legend_h)
+    bottom = (0.01 + legend_h) / fig.get_figheight()
+    ax = fig.add_axes((0.01, bottom, 0.98, 0.99 - bottom - (0.35 if title else 0.05) / fig.get_figheight()))
     ring = np.exp(1j * np.linspace(0, 2 * np.pi, 200))
+    labels = {}  # label -> line: one legend entry per kind of circle and dot
     for i, s in enumerate(shown):
         c = complex((i % cols) * cell, -(i // cols) * (cell + 0.45))
-        circles = [(1.0, "-", "#999"), (s.radius, ":", "C0")] + ([(s.requested, "--", "C3")] if s.requested else [])
-        for r, style, colour in circles:
+        circles = [(1.0, "-", "#999", "unit circle |z| = 1"), (s.radius, ":", "C0", "spectral radius")] + (
+            [(s.requested, "--", "C3", "radius asked in the spec")] if s.requested else [])
+        for r, style, colour, label in circles:
             z = c + r * ring
-            ax.plot(z.real, z.imag, style, color=colour, lw=0.9)
+            labels.setdefault(label, ax.plot(z.real, z.imag, style, color=colour, lw=0.9)[0])
         ax.plot([c.real - lim, c.real + lim], [c.imag, c.imag], color="#ddd", lw=0.6, zorder=0)
         ax.plot([c.real, c.real], [c.imag - lim, c.imag + lim], color="#ddd", lw=0.6, zorder=0)
         ev = c + s.eigenvalues
-        ax.plot(ev.real, ev.imag, "o", ms=2.5 if len(ev) > 100 else 3.5, alpha=0.7,
-                color="C1" if s.kind == "jacobian" else "C0", zorder=3)
+        dots = ax.plot(ev.real, ev.imag, "o", ms=2.5 if len(ev) > 100 else 3.5, alpha=0.7,
+                       color="C1" if s.kind == "jacobian" else "C0", zorder=3)[0]
+        labels.setdefault("eigenvalues (step Jacobian)" if s.kind == "jacobian" else "eigenvalues", dots)
         asked = f", asked {s.requested:g}" if s.requested is not None else ""
         ax.text(c.real, c.imag + lim + 0.08, f"{s.name}\nradius {s.radius:.4g}{asked}", ha="center",
                 va="bottom", fontsize=8)
+    for label, line in labels.items():
+        line.set_label(label)
+    if labels:
+        fig.legend(list(labels.values()), list(labels), loc="lower center", ncol=min(len(labels), 5), fontsize=7,
+                   frameon=False, handlelength=2.2, borderaxespad=0.2)
     if not shown:
         ax.text(0, 0, "no recurrent matrix", ha="center", va="center")
     ax.set_xlim(-lim - 0.1, (cols - 1) * cell + lim + 0.1)

@@ -1,6 +1,7 @@
 """The run directory `runs/NAME-TIMESTAMP/`: resolved spec, metrics, curves, evaluation.
 
     spec.yaml          the spec with the command-line overrides applied
+    spec.resolved.yaml the same with every default that applied filled in (training, data task)
     run.json           how it was started (source spec, overrides, backend, dtype, seed, hash)
     metrics.jsonl      one JSON object per line: {"kind": "step", ...} and {"kind": "epoch", ...}
     curves.png         training loss per step and per epoch, validation loss, the task's metric
@@ -91,6 +92,14 @@ def write_spec(rundir: Path, spec: dict) -> None:
     write_text(rundir / "spec.yaml", yaml.safe_dump(spec, sort_keys=False, default_flow_style=None))
 
 
+def write_resolved_spec(rundir: Path, spec: dict, cfg, task=None) -> None:
+    """spec.resolved.yaml: `spec` with every default that applied filled in (see resolved.py)."""
+    from .resolved import HEADER, resolved_spec
+
+    text = yaml.safe_dump(resolved_spec(spec, cfg, task), sort_keys=False, default_flow_style=None)
+    write_text(Path(rundir) / "spec.resolved.yaml", HEADER + text)
+
+
 def read_spec(rundir: Path) -> dict:
     path = Path(rundir) / "spec.yaml"
     try:
@@ -151,15 +160,49 @@ class MetricsLog:
         write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-def plot_curves(rundir: Path, metric: str | None = None) -> Path | None:
-    """curves.png: loss per step and per epoch (train, validation); the task metric per epoch."""
+def plot_curves(rundir: Path, metric: str | None = None, baseline=None) -> Path | None:
+    """curves.png: loss per step and per epoch (train, validation); the task metric per epoch;
+    the task's baseline (a dict, or a callable giving one: the trivial predictor's metrics) dashed."""
     records = MetricsLog(Path(rundir) / "metrics.jsonl").records()
+    if callable(baseline):
+        try:
+            baseline = baseline()
+        except Exception:  # noqa: BLE001 - the curves without a baseline rather than none
+            baseline = None
+    fig = curves_figure(records, metric, baseline)
+    if fig is None:
+        return None
+    path = Path(rundir) / "curves.png"
+    tmp = path.with_name(f".curves.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return path
+
+
+def curves_figure(records: list[dict], metric: str | None = None, baseline: dict | None = None):
+    """The matplotlib Figure of curves.png (None when nothing was logged): integer step and
+    epoch ticks, plain numbers on log axes, the baseline as a dashed, labelled line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no GUI, faster import
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter, MaxNLocator
+
     steps = [r for r in records if r.get("kind") == "step"]
     epochs = [r for r in records if r.get("kind") == "epoch"]
     if not steps and not epochs:
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no GUI, faster import
-    from matplotlib.figure import Figure
+    baseline = baseline if isinstance(baseline, dict) else {}
+
+    class Plain(LogFormatter):  # 0.01, 0.02, 0.05 instead of 10^-2, 2x10^-2 (LogFormatter picks which ticks)
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
+
+    def plain_log(axis):
+        axis.set_major_formatter(Plain(labelOnlyBase=False))
+        axis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+    def draw_baseline(ax, value, name):
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            ax.axhline(value, ls="--", color="0.35", lw=1, label=f"baseline {name} {value:.4g} (trivial predictor)")
 
     has_metric = metric is not None and any(r.get(metric) is not None for r in epochs)
     fig = Figure(figsize=(11 if has_metric else 6, 4))
@@ -174,25 +217,28 @@ def plot_curves(rundir: Path, metric: str | None = None) -> Path | None:
     val = [r for r in epochs if r.get("val_loss") is not None]
     if val:
         ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "s-", label="validation")
+    draw_baseline(ax, baseline.get("loss"), "loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    if all((r.get("loss") or 1) > 0 for r in steps + ep):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(left=0)
+    if all((r.get("loss") or 1) > 0 for r in steps + ep) and (baseline.get("loss") or 1) > 0:
         ax.set_yscale("log")
+        plain_log(ax.yaxis)
     ax.legend()
     ax.set_title("loss")
     if has_metric:
         m = [r for r in epochs if r.get(metric) is not None]
         ax2 = axes[0][1]
-        ax2.plot([r["epoch"] for r in m], [r[metric] for r in m], "o-", color="C3")
+        ax2.plot([r["epoch"] for r in m], [r[metric] for r in m], "o-", color="C3", label=metric)
+        draw_baseline(ax2, baseline.get(metric), metric)
         ax2.set_xlabel("epoch")
+        ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax2.set_ylabel(metric)
         ax2.set_title(metric)
+        ax2.legend()
     fig.subplots_adjust(left=0.08 if has_metric else 0.14, right=0.98, bottom=0.13, top=0.91, wspace=0.25)
-    path = Path(rundir) / "curves.png"
-    tmp = path.with_name(f".curves.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-    return path
+    return fig
 
 
 # -- one process per run directory ------------------------------------------------------------

@@ -75,6 +75,7 @@ def _new_run(program, spec: dict, opts: Options, progress=None, init: Path | Non
         init = init_ckpt.path
     path = rundir.create(opts.runs_dir, opts.name or program.name)
     rundir.write_spec(path, spec)
+    rundir.write_resolved_spec(path, spec, cfg, task)
     rundir.write_json(path / "run.json", {
         "name": program.name, "source": program.source, "overrides": list(opts.overrides),
         "backend": net.backend.name, "dtype": str(net.backend.dtype), "seed": cfg.seed,
@@ -138,6 +139,7 @@ def _resume_run(path: Path, program, spec: dict, info: dict, opts: Options, prog
 
         def apply_overrides():  # trained up to a checkpoint without a NaN: the run's spec from now on
             rundir.write_spec(path, spec)
+            rundir.write_resolved_spec(path, spec, cfg, task)
             entry["applied"] = True
             rundir.write_json(path / "run.json", info)
 
@@ -166,7 +168,7 @@ def _train(trainer: Trainer, task, cfg, report: bool = True) -> Report:
             rundir.write_json(trainer.rundir / "evaluation.json", evaluation)
     finally:
         try:
-            rundir.plot_curves(trainer.rundir, getattr(task, "metric", None))
+            rundir.plot_curves(trainer.rundir, getattr(task, "metric", None), getattr(task, "baseline", None))
         except Exception as e:  # noqa: BLE001 - a failed plot must not hide the run's outcome
             print(f"warning: could not draw curves.png: {e}", file=sys.stderr)
         if report:
@@ -311,8 +313,8 @@ def summary(report: Report, generation: dict | None = None) -> str:
         lines.append(f"  generated ({generation['mode']}, {generation['steps']} steps){after}: {shown}")
     if report.rundir:
         lines.append(f"  run         {report.rundir}/")
-        files = [f for f in ("spec.yaml", "metrics.jsonl", "curves.png", "evaluation.json", "report.html",
-                             "generation.json")
+        files = [f for f in ("spec.yaml", "spec.resolved.yaml", "metrics.jsonl", "curves.png", "evaluation.json",
+                             "report.html", "generation.json")
                  if (report.rundir / f).exists()]
         lines.append(f"  files       {' '.join(files)}")
     if res is not None and res.checkpoint:

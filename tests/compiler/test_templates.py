@@ -411,7 +411,8 @@ def test_duplicate_connections_get_numbered_parameter_names():
     assert len(program.graph.get_edge_data("x", "h")) == 3
 
 
-def test_parameter_names_follow_the_design():
+def test_parameter_names_follow_docs_architecture():
+    """The names documented in docs/ARCHITECTURE.md, "Parameter names"."""
     program = compile_spec(SPECS / "gru.yaml")
     prefix = next(u for u in program.units if u.endswith(".n")).rsplit(".", 1)[0]
     for name in (f"{prefix}.h->{prefix}.n@1", f"{prefix}.h->{prefix}.n@1.bias", f"{prefix}.r.bias"):

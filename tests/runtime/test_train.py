@@ -446,6 +446,7 @@ def test_nan_target_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
     assert all(np.isfinite(v).all() for v in ck.params.values())
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # 1e200 weights: on purpose
 def test_nan_diagnosis_names_the_parameter_or_the_unit_and_step():
     program = compile_spec(spec(units={"h": {"size": 2, "activation": "identity"},
                                        "y": {"size": 1, "activation": "identity"}}))

@@ -56,8 +56,9 @@ class Config:
             min_delta=float((stop or {}).get("min_delta", 0.0)),
             restore_best=bool((stop or {}).get("restore_best", True)),
             validation_split=t.get("validation_split"),
-            optimizer_settings={k: tuple(t[k]) if isinstance(t[k], list) else t[k]
-                                for k in (kind.settings if kind else ()) if k in t},
+            optimizer_settings={k: tuple(v) if isinstance(v, (list, tuple)) else v
+                                for k, v in ((k, t.get(k, d)) for k, d in (kind.settings if kind else {}).items())
+                                if k not in ("momentum", "weight_decay")},
         )
 
     def optimizer_options(self) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 
 from .config import Config
+from .optimizers import OPTIMIZERS
 
 HEADER = ("# The spec as `timeloom run` used it: spec.yaml (as written, with the --set overrides) plus every\n"
           "# default that applied (training settings from runtime/train/config.py, the data task's parameters).\n"
@@ -20,8 +21,10 @@ HEADER = ("# The spec as `timeloom run` used it: spec.yaml (as written, with the
 
 def resolved_training(cfg: Config) -> dict:
     """The `training:` section that `Config.from_training` reads back as `cfg` (None: left out)."""
-    t = {"method": cfg.method, "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
-         "weight_decay": cfg.weight_decay, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+    reads = OPTIMIZERS[cfg.optimizer].settings if cfg.optimizer in OPTIMIZERS else {}
+    given = {"momentum": cfg.momentum, "weight_decay": cfg.weight_decay, **cfg.optimizer_settings}
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if k in reads}
+    t = {"method": cfg.method, "optimizer": cfg.optimizer, "lr": cfg.lr, **settings, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
          "steps_per_epoch": cfg.steps_per_epoch, "seed": cfg.seed,
          "bptt": {"truncate": cfg.truncate} if cfg.truncate is not None else None,
          "clip_norm": cfg.clip_norm, "clip_value": cfg.clip_value,

@@ -105,8 +105,10 @@ def test_resolved_training_fills_in_config_defaults():
     defaults = {f.name: f.default for f in fields(Config)}
     assert t["optimizer"] == defaults["optimizer"] == "adam"
     assert t["lr"] == DEFAULT_LR["adam"]
-    for key in ("method", "epochs", "batch_size", "seed", "momentum", "weight_decay"):
+    for key in ("method", "epochs", "batch_size", "seed", "weight_decay"):
         assert t[key] == defaults[key], key
+    assert "momentum" not in t  # adam does not read it: a resolved spec with it would be refused
+    assert t["betas"] == [0.9, 0.999] and t["eps"] == 1e-8  # adam's own defaults, spelled out
     assert t["checkpoint"] == {"every": defaults["checkpoint_every"], "keep": defaults["keep"]}
     assert "clip_norm" not in t and "early_stopping" not in t and "bptt" not in t  # off: absent
     sgd = resolved_training(Config.from_training({"optimizer": "sgd", "early_stopping": {}}))

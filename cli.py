@@ -124,6 +124,8 @@ def compile(
     for w in program.warnings:
         typer.echo(str(w), err=True)
     typer.echo(_summary(program))
+    from compiler import budget
+    typer.echo(budget.estimate(program).line())
     typer.echo(_time_loop(program))
     if emit_step is not None:
         from runtime.jit.codegen import emit
@@ -138,6 +140,13 @@ def compile(
 
     kind = (fmt.value if fmt else output.suffix.lstrip(".").lower()) or "json"
     use_unrolled = unrolled if unrolled is not None else True
+    try:  # before the graph is built: refuse what cannot be drawn or held (compiler/budget.py)
+        if use_unrolled:
+            budget.check_steps("the unrolled graph", steps, "--steps")
+        per_step = len(program.inputs) + len(program.units)
+        budget.check_graph(per_step * (steps if use_unrolled else 1), steps, kind)
+    except TimeloomError as e:
+        _fail(e)
     graph = program.unroll(steps) if use_unrolled else program.graph
     title = f"{program.name}: " + (f"unrolled over {steps} steps" if use_unrolled else "folded graph")
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from . import budget
 from . import graph as graphs
 from .errors import SpecError
 from .loader import Positions, load_file, load_yaml
@@ -119,6 +120,10 @@ def compile_spec(spec, file: str | None = None) -> Program:
     ex = expand(data, positions)
     if ex.issues:
         raise SpecError(ex.issues)
+    # before any graph or array is built: refuse what would not fit (compiler/budget.py)
+    budget.check(budget.estimate_spec(data, ex.inputs, ex.units, ex.connections),
+                 f"'{data.get('name', Path(source).stem if source else 'spec')}'",
+                 budget.steps_setting(data.get("data")))
     g = graphs.folded_graph(ex.inputs, ex.units, ex.connections)
     problems = check(ex, g)
     errors = [p for p in problems if p.severity == "error"]

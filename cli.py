@@ -213,6 +213,8 @@ def run(
         if generate:
             from runtime.train.generate import generated_output
             generated_output(program)  # fail before training when the network cannot generate
+            from runtime.train.generate import check_generation
+            check_generation(program, generate)  # and when N steps are beyond the bounds
         if resume is not None:
             report = session.resume_run(resume, program, data, info, opts, make_progress(quiet))
         elif evaluate:

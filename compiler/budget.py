@@ -30,10 +30,11 @@ CONNECTIONS_PER_UNIT = 4  # the connection budget is this many times the unit bu
 MAX_PICTURE_NODES = 10_000  # png/svg: beyond this a picture is a grey blur
 GRAPH_NODE_BYTES = 2_000  # about what one node and its edges cost in a networkx graph and its file
 
-# One training step, per (t, b) and neuron, keeps about this many numbers: the output h_t, the
-# pre-activation (or hoisted product block), the delayed reads, the backward d/dh and d/dnet,
-# and scratch. Checked against tracemalloc's peak in tests/test_bounds.py.
-WORDS_PER_NEURON_STEP = 8
+# One training step, per (t, b) and neuron, keeps at most about this many numbers: the output
+# h_t, the pre-activation (or hoisted product block), the backward d/dh and d/dnet (identity
+# units store less). An upper bound, checked against tracemalloc's peak in tests/test_bounds.py
+# (the peak is 1/2 to 1/7 of it on the specs in specs/).
+WORDS_PER_NEURON_STEP = 3
 WORDS_PER_INPUT_STEP = 3  # the input batch, its delayed reads, the target
 OPTIMIZER_SLOTS = {"adam": 2, "rmsprop": 1, "sgd": 1, "momentum": 1, "adagrad": 1, "ridge": 0}
 

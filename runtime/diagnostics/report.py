@@ -218,7 +218,8 @@ def s_gradients(cx: Context) -> str:
     b = cx.batch
     every = gradients.state_units(cx.program)
     units = bounded.evenly(every, bounded.MAX_CURVES)
-    head = bounded.steps_note(cx.program, MAX_STEPS) + ("" if len(units) == len(every) else bounded.note(
+    cut = bounded.steps_note(cx.program, MAX_STEPS) if b.T == bounded.diag_steps(cx.program, MAX_STEPS) else ""
+    head = cut + ("" if len(units) == len(every) else bounded.note(
         f"Large network: {len(every):,} state units; the curves and the table show a sample of {len(units)} "
         f"(evenly spaced in computation order): {', '.join(units)}. All of them: timeloom inspect gradients "
         f"SPEC --checkpoint RUNDIR --units ..."))

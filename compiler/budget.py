@@ -187,11 +187,11 @@ class Estimate:
         return self.state_bytes + self.activation_bytes
 
     def line(self) -> str:
-        T = f"T={self.steps:,}" if self.steps else "T=1 (the data section gives no sequence length)"
+        T = f"T={self.steps:,}" if self.steps else "T unknown before the data is read, counted as 1"
         return (f"  estimate: {self.units:,} units, {self.connections:,} connections, "
                 f"{self.parameters:,} parameters ({human(self.parameter_bytes)}); one training step "
-                f"({T}, B={self.batch:,}, float{8 * self.dtype_bytes}): about {human(self.step_bytes)} "
-                f"(limit {human(max_memory())}, TIMELOOM_MAX_MEMORY)")
+                f"({T}, B={self.batch:,}): about {human(self.step_bytes)} of {human(max_memory())} allowed "
+                f"(TIMELOOM_MAX_MEMORY)")
 
 
 def count_parameters(inputs: dict, units: dict, connections: list) -> tuple[int, int]:

@@ -140,7 +140,7 @@ def test_compile_summary_prints_the_estimate(tmp_path):
     assert len(lines) == 1
     # 4*2 + 4*4 + 4 + 1*4 + 1 = 33 parameters, 132 bytes; T = data.length, B = batch_size
     assert "2 units, 3 connections, 33 parameters (132 B)" in lines[0]
-    assert "T=10, B=8, float32" in lines[0]
+    assert "(T=10, B=8): about " in lines[0] and "of 8.0 GiB allowed (TIMELOOM_MAX_MEMORY)" in lines[0]
 
 
 # -- pictures and unrolled graphs -----------------------------------------------------------------

@@ -51,7 +51,15 @@ class Program:
         return {u: comp.direction for comp in self.components for u in comp.units}
 
     def incoming(self, unit: str) -> list[Connection]:
-        return [c for c in self.connections if c.target == unit]
+        # an index by target, made once per connections list: a scan per call is quadratic in
+        # the number of units (10,000 units took minutes to build a Network)
+        index = self.__dict__.get("_incoming")
+        if index is None or index[0] is not self.connections or index[1] != len(self.connections):
+            by_target: dict = {}
+            for c in self.connections:
+                by_target.setdefault(c.target, []).append(c)
+            index = self.__dict__["_incoming"] = (self.connections, len(self.connections), by_target)
+        return list(index[2].get(unit, ()))
 
     def size(self, name: str) -> int:
         return self.inputs[name] if name in self.inputs else self.units[name].size

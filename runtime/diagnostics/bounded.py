@@ -12,7 +12,7 @@ import html
 from collections import OrderedDict
 from types import SimpleNamespace
 
-MAX_GRAPH_UNITS = 24  # graph pictures and the interactive viewer: units drawn
+MAX_GRAPH_UNITS = 16  # graph pictures and the interactive viewer: units drawn
 MAX_CURVES = 12  # gradient flow: state units plotted and tabulated
 MAX_SPECTRA = 12  # eigenvalue pictures and table rows
 MAX_LISTED = 40  # summary: unit names listed
@@ -119,3 +119,12 @@ def steps_note(program, wanted: int) -> str:
         return ""
     return note(f"Large network ({len(program.order):,} units): the diagnostics run on sequences cut to "
                 f"{T} steps (at most {wanted} otherwise) to keep the report quick.")
+
+
+LARGE_JACOBIAN = 128  # large networks: state dimensions above which the step Jacobian is left out
+
+
+def jacobian_limit(program, limit: int) -> int:
+    """The report's step-Jacobian size limit: `limit`, lower for a large network (each of its
+    dimensions costs two forward passes through every unit)."""
+    return limit if len(program.order) <= MAX_GRAPH_UNITS else min(limit, LARGE_JACOBIAN)

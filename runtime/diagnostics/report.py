@@ -243,7 +243,8 @@ def s_spectrum(cx: Context) -> str:
     b = cx.batch
     dims = sum(k * n for _, k, n in spectrum.state_layout(cx.net))
     trained = spectrum.weight_spectra(cx.net)
-    jac = spectrum.jacobian_spectrum(cx.net, b.inputs) if dims <= REPORT_JACOBIAN else None
+    limit = bounded.jacobian_limit(cx.program, REPORT_JACOBIAN)
+    jac = spectrum.jacobian_spectrum(cx.net, b.inputs) if dims <= limit else None
     every = ([jac] if jac is not None else []) + trained
     items = bounded.evenly(every, bounded.MAX_SPECTRA)
     head = "" if len(items) == len(every) else bounded.note(
@@ -261,7 +262,7 @@ def s_spectrum(cx: Context) -> str:
     if not items:
         return '<p class="note">no recurrent weight matrix and no state: a network without memory</p>'
     fig = spectrum.draw(items, title=f"{cx.program.name}: eigenvalues after training (unit circle grey)")
-    note = "" if dims <= REPORT_JACOBIAN else f" The step Jacobian is left out ({dims} state dimensions)."
+    note = "" if dims <= limit else f" The step Jacobian is left out ({dims} state dimensions)."
     return (head + fig_img(fig, "eigenvalues") + table(rows, ["matrix", "spectral radius", "at initialisation",
                                                       "asked (spec)", "note"])
             + f'<p class="note">Step Jacobian ds_t/ds_(t-1) by central finite differences at the middle step '

@@ -159,6 +159,16 @@ def test_a_picture_with_too_many_nodes_is_refused_with_a_smaller_steps(tmp_path)
     assert not out.exists()
 
 
+def test_draw_refuses_a_graph_too_large_to_draw():
+    import networkx as nx
+
+    from compiler import draw
+
+    g = nx.path_graph(budget.MAX_PICTURE_NODES + 1, create_using=nx.MultiDiGraph)
+    with pytest.raises(ValueError, match=f"{budget.MAX_PICTURE_NODES + 1:,} nodes, too many to draw"):
+        draw.draw(g, "never.png")
+
+
 # -- refusals before training -------------------------------------------------------------------
 def test_a_batch_beyond_the_memory_limit_is_refused(tmp_path):
     path = write(tmp_path, adding())

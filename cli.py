@@ -210,6 +210,10 @@ def run(
             raise TimeloomError("give a SPEC to train (or --resume RUNDIR to continue a run)")
         else:
             program, data = _compile_with(spec, items, overrides)
+        if dtype == "float64":  # compile_spec checked one training step in float32
+            from compiler import budget
+            budget.check(budget.estimate(program, dtype="float64"), f"'{program.name}' in float64",
+                         budget.steps_setting(program.data))
         if generate:
             from runtime.train.generate import generated_output
             generated_output(program)  # fail before training when the network cannot generate

@@ -178,6 +178,21 @@ def test_a_batch_beyond_the_memory_limit_is_refused(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_float64_is_checked_at_its_own_width(tmp_path):
+    spec = adding(train_size=4000)
+    spec["training"]["batch_size"] = 4000
+    spec["units"]["h"]["size"] = 2000  # T=10, B=4000: 3*2001*10*4000 numbers = 0.9 GiB (float32)
+    path = write(tmp_path, spec)
+    env = {"TIMELOOM_MAX_MEMORY": "1.5GiB"}
+    program = compile_spec(spec)
+    est32, est64 = budget.estimate(program), budget.estimate(program, dtype="float64")
+    assert est64.step_bytes == 2 * est32.step_bytes < 2 << 30  # every number twice as wide
+    assert f"about {budget.human(est32.step_bytes)} of 1.5 GiB" in invoke("compile", path, env=env).output
+    result = invoke("run", path, "--dtype", "float64", "--runs-dir", tmp_path / "runs", env=env)
+    refused(result, "in float64", f"about {budget.human(est64.step_bytes)}", "TIMELOOM_MAX_MEMORY")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("data,needle", [
     ({"length": 10 ** 8}, "data.length"),
     ({"task": "copy_memory", "lag": 10 ** 9}, "data.lag"),

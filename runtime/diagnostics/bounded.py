@@ -82,13 +82,13 @@ def graph_summary(program, kept: list) -> str:
 
     total = len(program.order)
     edges = program.graph.number_of_edges()
+    groups = group_rows(program)
     return (note(f"Large network: {total:,} units and {edges:,} connections (folded graph). The pictures "
                  f"below are a sampled view of {len(kept)} units (evenly spaced in computation order, "
                  f"outputs kept; edges to left-out units are not drawn); {total - len(kept):,} units are "
                  f"left out. The whole graph: timeloom compile SPEC --folded -o graph.json (or .graphml).")
-            + "<h3>Units per block</h3>" + table(group_rows(program)[:MAX_LISTED])
-            + (note(f"{len(group_rows(program)) - MAX_LISTED} more blocks left out.")
-               if len(group_rows(program)) > MAX_LISTED else ""))
+            + "<h3>Units per block</h3>" + table(groups[:MAX_LISTED])
+            + (note(f"{len(groups) - MAX_LISTED} more blocks left out.") if len(groups) > MAX_LISTED else ""))
 
 
 def listed(names: list, k: int = MAX_LISTED) -> str:

@@ -151,6 +151,8 @@ def compile(
     for w in program.warnings:
         typer.echo(str(w), err=True)
     typer.echo(_summary(program))
+    from compiler import budget
+    typer.echo(budget.estimate(program).line())
     typer.echo(_time_loop(program))
     typer.echo(program.receptive_field().text(indent="  "))
     if emit_step is not None:
@@ -168,6 +170,13 @@ def compile(
     if output.is_dir():
         _fail(TimeloomError(f"-o {output} is a folder; give a file name, e.g. -o {output / program.name}.{kind}"))
     use_unrolled = unrolled if unrolled is not None else True
+    try:  # before the graph is built: refuse what cannot be drawn or held (compiler/budget.py)
+        if use_unrolled:
+            budget.check_steps("the unrolled graph", steps, "--steps")
+        per_step = len(program.inputs) + len(program.units)
+        budget.check_graph(per_step * (steps if use_unrolled else 1), steps, kind)
+    except TimeloomError as e:
+        _fail(e)
     graph = program.unroll(steps) if use_unrolled else program.graph
     title = f"{program.name}: " + (f"unrolled over {steps} steps" if use_unrolled else "folded graph")
     try:
@@ -246,9 +255,14 @@ def run(
             program, data = _compile_with(spec, items, overrides)
         for w in program.warnings:
             typer.echo(str(w), err=True)
+        if dtype == "float64":  # compile_spec checked one training step in float32
+            from compiler import budget
+            budget.check(budget.estimate(program, dtype="float64"), f"'{program.name}' in float64",
+                         budget.steps_setting(program.data))
         if generate:
-            from runtime.train.generate import generated_output
+            from runtime.train.generate import check_generation, generated_output
             generated_output(program)  # fail before training when the network cannot generate
+            check_generation(program, generate)  # and when N steps are beyond the bounds
         if params is not None:
             from runtime.train import paramfile
             checkpoint = paramfile.load(params, program)

@@ -12,6 +12,8 @@ makes the port an identity (or 1x1 when sizes differ) skip connection.
 """
 from __future__ import annotations
 
+from . import budget
+
 GERS_INPUT_BIAS = -1.0  # Gers et al. 2000: the input gate starts closed ...
 GERS_FORGET_BIAS = 1.0  # ... and the forget gate open (remember by default)
 GERS_CELL_INPUT = {"scaled_sigmoid": [-2, 2]}  # cell input squashed to [-2, 2]
@@ -118,6 +120,7 @@ def reservoir(o):
 def conv(o):
     """Dilated causal convolution (WaveNet/TCN): y_t = f(sum_k W_k x_{t - k d} + b); residual adds x."""
     k, d = o.get("kernel", 2), o.get("dilation", 1)
+    _at_most(k, budget.max_connections(), "kernel", "taps (one connection each)", "TIMELOOM_MAX_UNITS")
     units = {"h": {"size": o["size"], "activation": o.get("activation", "relu")}}
     ports = [{"unit": "h", "taps": [j * d for j in range(k)]}]
     outputs = ["h"]
@@ -141,9 +144,17 @@ def bidirectional(o):
 def stack(o):
     """n layers of one block, each feeding the next (a deep RNN)."""
     n = o.get("n", 2)
+    _at_most(n, budget.max_units(), "n", "layers", "TIMELOOM_MAX_UNITS")
     blocks = {f"l{j}": dict(o["layer"]) for j in range(n)}
     conns = [{"from": f"l{j}", "to": f"l{j + 1}"} for j in range(n - 1)]
     return {"blocks": blocks, "connections": conns, "inputs": ["l0"], "outputs": [f"l{n - 1}"]}
+
+
+def _at_most(value, limit: int, option: str, what: str, setting: str) -> None:
+    """Refuse a count option before building a body of that many entries."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+        raise ValueError(f"{option}: {value:,} asks for {value:,} {what}, more than the limit of {limit:,}; "
+                         f"use a smaller {option}, or raise the limit with the environment variable {setting}")
 
 
 def _opt(o, key):

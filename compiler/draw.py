@@ -430,6 +430,12 @@ def draw(g, path, unrolled: bool | None = None, title: str = "", rows=None, fmt:
     fmt = (fmt or Path(path).suffix.lstrip(".")).lower()
     if fmt not in ("png", "svg"):
         raise ValueError(f"draw writes png or svg, not {fmt!r} (path {path})")
+    from .budget import MAX_PICTURE_NODES
+
+    if g.number_of_nodes() > MAX_PICTURE_NODES:  # compile checks this before unrolling; other callers here
+        raise ValueError(f"the graph has {g.number_of_nodes():,} nodes, too many to draw usefully as {fmt} "
+                         f"(limit {MAX_PICTURE_NODES:,}); draw fewer steps or the folded graph, or write "
+                         f"json/graphml/dot")
     unrolled = _is_unrolled(g) if unrolled is None else unrolled
     sk, setup = _draw_unrolled(g, rows) if unrolled else (_draw_folded(g), None)
     sk.render(path, fmt, title, setup)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from . import budget
 from . import graph as graphs
 from .errors import SpecError
 from .loader import Positions, load_file, load_yaml
@@ -50,7 +51,15 @@ class Program:
         return {u: comp.direction for comp in self.components for u in comp.units}
 
     def incoming(self, unit: str) -> list[Connection]:
-        return [c for c in self.connections if c.target == unit]
+        # an index by target, made once per connections list: a scan per call is quadratic in
+        # the number of units (10,000 units took minutes to build a Network)
+        index = self.__dict__.get("_incoming")
+        if index is None or index[0] is not self.connections or index[1] != len(self.connections):
+            by_target: dict = {}
+            for c in self.connections:
+                by_target.setdefault(c.target, []).append(c)
+            index = self.__dict__["_incoming"] = (self.connections, len(self.connections), by_target)
+        return list(index[2].get(unit, ()))
 
     def size(self, name: str) -> int:
         return self.inputs[name] if name in self.inputs else self.units[name].size
@@ -130,6 +139,10 @@ def compile_spec(spec, file: str | None = None, positions: Positions | None = No
     if issues:
         raise SpecError(issues + _later_stages(data, positions, issues))
     ex = expand(data, positions)
+    if not ex.issues:  # before any graph or array is built: refuse what would not fit (compiler/budget.py)
+        budget.check(budget.estimate_spec(data, ex.inputs, ex.units, ex.connections),
+                     f"'{data.get('name', Path(source).stem if source else 'spec')}'",
+                     budget.steps_setting(data.get("data")))
     g = graphs.folded_graph(ex.inputs, ex.units, ex.connections)
     if ex.issues:
         raise SpecError(ex.issues + _local_checks(ex, g, ex.issues))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import normalize
+from . import budget, normalize
 from .blocks import BUILTINS
 from .errors import SpecIssue
 from .loader import Positions
@@ -61,6 +61,9 @@ class Expander:
         self.failed: set[str] = set()  # units/blocks that could not be built: no "unknown name" cascades
         self.instances: list[tuple] = []  # (block, template, path) of the user templates being expanded
         self.broken_templates = self.check_templates()
+        self.budget = budget.UnitBudget()  # expanded units/connections, counted before each block expands
+        self._counts: dict = {}  # (kind, options) -> units one block of that kind generates
+        self._valid_bodies: set = set()  # (kind, options) whose substituted body passed the schema
 
     # -- errors ---------------------------------------------------------------------
     def error(self, path, message, at_key=False):
@@ -134,6 +137,9 @@ class Expander:
         size = ub.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             self.error(at("size"), f"unit '{name}' needs a positive integer size, got {size!r}")
+        too_many = self.budget.units_message(len(self.units) + 1)
+        if too_many:
+            self.error(path, too_many, at_key=True)
         read = {"activation": lambda: normalize.activation(ub.get("activation", "identity")),
                 "bias": lambda: normalize.bias(ub.get("bias", True)),
                 "leak": lambda: normalize.leak(ub.get("leak"), size)}
@@ -156,6 +162,10 @@ class Expander:
             self.error(path, "templates nest more than 20 deep; does a template instantiate itself?")
         try:
             kind = bb.get("type")
+            too_many = self.budget.units_message(len(self.units) + self.count_block(bb),
+                                                 f"with block '{name}' the spec")
+            if too_many:
+                self.error(path, too_many, at_key=True)
             direction = direction * bb.get("_direction", 1)
             options = {k: v for k, v in bb.items() if k not in ("type", "_direction")}
             if kind in BUILTINS:
@@ -210,11 +220,50 @@ class Expander:
         line, _ = self.positions.find(path)
         context = (f" (in block '{name}', an instance of template '{kind}' at line {line}"
                    + (f" with {given})" if given else ")"))
+        key = (kind, repr(options))
+        if key in self._valid_bodies:  # the same template with the same options: checked already
+            return body
         issues = validate_template_body(body, self.positions, ("templates", kind), context)
         if issues:
             self.issues += [i for i in issues if i not in self.issues]
             raise _Fail
+        self._valid_bodies.add(key)
         return body
+
+    # -- the unit budget --------------------------------------------------------------
+    def count_block(self, bb) -> float:
+        """How many units block entry `bb` generates, without expanding it (memoized per type
+        and options, so a template that uses another one twice per level costs one count per level).
+        A block that cannot be built counts 0 (expanding it reports why)."""
+        if not isinstance(bb, dict):
+            return 0
+        kind = bb.get("type")
+        options = {k: v for k, v in bb.items() if k not in ("type", "_direction")}
+        try:
+            key = (kind, repr(options))
+        except RecursionError:
+            return 0
+        if key in self._counts:
+            return self._counts[key]
+        self._counts[key] = 0  # a template that contains itself is reported by add_block
+        try:
+            if kind in BUILTINS:
+                body = BUILTINS[kind](options)
+            elif kind in self.templates and kind not in self.broken_templates:
+                template = self.templates[kind] or {}
+                params = {**(template.get("params") or {}), **options}
+                body = {k: template[k] for k in ("units", "blocks") if k in template}
+                body = substitute(body, params, _unknown_parameter)
+            else:
+                return 0
+        except (KeyError, ValueError, TypeError, AttributeError, _Fail):
+            return 0
+        count = len(body.get("units") or {}) if isinstance(body.get("units"), dict) else 0
+        blocks = body.get("blocks") if isinstance(body.get("blocks"), dict) else {}
+        for inner in blocks.values():
+            count += self.count_block(inner)
+        self._counts[key] = count
+        return count
 
     def in_ports(self, block, port, path):
         if isinstance(port, dict):
@@ -296,6 +345,10 @@ class Expander:
                         self.connect(s, port, cb, gate, direction, path)
 
     def connect(self, source, port, cb, gate, direction, path):
+        too_many = self.budget.connections_message(len(self.raw_connections) + len(port.taps))
+        if too_many:
+            self.issues.append(self.positions.issue(path, too_many))
+            raise _OverBudget
         opts = {**port.defaults, **cb}
         delay = opts.get("delay", 0)
         weight = opts.get("weight", "full")
@@ -351,9 +404,20 @@ def name_connections(connections: list[Connection]) -> list[Connection]:
 
 def expand(spec: dict, positions: Positions) -> Expanded:
     ex = Expander(spec, positions)
-    ex.scope(spec, "", 1, (), own_path=True)
+    try:
+        ex.scope(spec, "", 1, (), own_path=True)
+    except _OverBudget:  # too many connections: stop at once, the issue says why
+        return Expanded(ex.inputs, ex.units, [], {}, ex.blocks, ex.issues)
     outputs = ex.outputs()
     return Expanded(ex.inputs, ex.units, name_connections(ex.raw_connections), outputs, ex.blocks, ex.issues)
+
+
+class _OverBudget(Exception):
+    """Expansion went past the connection budget: stop expanding altogether."""
+
+
+def _unknown_parameter(name):
+    raise _Fail
 
 
 def _explain(e: Exception) -> str:

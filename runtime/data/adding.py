@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from .base import Batch, Task, as_rng, check_int, seeded_rng, to_numpy
+from .limits import check_numbers, check_series
 from .metrics import ConstantPredictor
 
 VALIDATION_BATCH = 500
@@ -51,6 +52,9 @@ class Adding(Task):
         self.length = check_int(self.params, "length", minimum=2)
         self.train_size = self.fresh_train_size(10000)
         self.test_size = check_int(self.params, "test_size")
+        check_series(self.name, self.length, "data.length")
+        check_numbers(self.name, "the validation sequences", self.test_size * self.length * 4, 8,
+                      "data.test_size or data.length")
         self.expect_input_size(2, "a value and a marker per step")
         self.expect_output_size(1, "the sum of the two marked values")
         self.expect_loss(("mse",), "the answer is a real number")

@@ -37,6 +37,7 @@ from .base import (
     pad,
     valid_mask,
 )
+from .limits import check_numbers, check_series
 from .metrics import (
     ConstantPredictor,
     TablePredictor,
@@ -103,6 +104,12 @@ class AnBnCn(Task):
             self.expect_input_size(self.n_max, f"one-hot n for n = 1..{self.n_max} at the first step")
             self.expect_output_size(self.letters + 1, f"classes {outputs}")
         self.expect_at(("all", "mask"), "a prediction at every step")
+        hi = max(self.train_n[1], self.test_n[1])
+        T = self.letters * hi + 1  # the longest string: S, then n of each letter
+        check_series(self.name, T, "data.train_n or data.test_n")
+        kinds = (self.train_n[1] - self.train_n[0]) + (self.test_n[1] - self.test_n[0]) + 2
+        check_numbers(self.name, "one sequence per n", kinds * T * (self.input_size + self.output_size), 4,
+                      "data.train_n or data.test_n")
 
     # -- sequences ----------------------------------------------------------------------------
     def sequence(self, n: int):

@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from .base import Task, as_rng, check_int, one_hot, seeded_rng, valid_mask
+from .limits import check_numbers, check_series
 from .metrics import EPS
 
 VALIDATION_BATCH = 500
@@ -58,6 +59,10 @@ class CopyMemory(Task):
         self.train_size = self.fresh_train_size(10000)
         self.test_size = check_int(p, "test_size")
         self.classes = self.symbols + 2
+        T = 2 * self.copy_length + self.lag
+        check_series(self.name, T, "data.lag or data.copy_length (T = lag + 2 copy_length)")
+        check_numbers(self.name, "the validation sequences, one-hot", self.test_size * T * (self.classes + 4), 4,
+                      "data.test_size, data.lag or data.symbols")
         self.expect_input_size(self.classes, f"one-hot over {self.symbols} symbols, the blank and the go-marker: symbols + 2")
         self.expect_output_size(self.classes, f"classes: {self.symbols} symbols, the blank and the go-marker: symbols + 2")
         self.expect_at(("all", "mask"), "a prediction at every step")

@@ -41,6 +41,7 @@ from .base import (
     seeded_rng,
     to_numpy,
 )
+from .limits import PYTHON_FLOAT_BYTES, check_numbers, check_series
 from .metrics import nrmse
 
 
@@ -110,6 +111,10 @@ class MackeyGlass(Task):
         self.expect_loss(("mse",), "the target is a real number")
         self.expect_at(("all",), "a prediction at every step")
 
+        samples = self.discard + self.length + self.horizon  # each takes sample_step / dt RK4 steps, in Python
+        check_series(self.name, samples, "data.length (the series takes data.discard + data.length samples)")
+        check_numbers(self.name, "the series at the fine step dt", samples * round(step / dt) + round(self.tau / dt),
+                      PYTHON_FLOAT_BYTES, "data.length or raise data.dt")
         self.series = mackey_glass(self.length + self.horizon, self.tau, dt, step, x0, self.discard)
         self.n_val = max(1, round(self.length * split))
         self.n_train = self.length - self.n_val

@@ -20,6 +20,7 @@ import numpy as np
 from compiler.errors import DataError
 
 from .base import Task, as_rng, batched, check_int, one_hot, pad, seeded_rng, valid_mask
+from .limits import check_numbers
 from .metrics import TablePredictor, majority_sets, sequences_all_sets_right
 
 SYMBOLS = "BTPSXVE"
@@ -73,6 +74,9 @@ class EmbeddedReber(Task):
         self.expect_output_size(len(SYMBOLS), "one output per symbol B, T, P, S, X, V, E")
         self.expect_loss(("bce", "mse"), "several next symbols can be allowed: multi-hot targets")
         self.expect_at(("all", "mask"), "a prediction at every step")
+        # a string has about 25 symbols (seldom more than 60), one-hot over 7 symbols when batched
+        check_numbers(self.name, "the training and test strings", (self.train_size + self.test_size) * 60 * 8, 4,
+                      "data.train_size or data.test_size")
         self.train_strings = self._draw(self.train_size, stream=1)
         self.test_strings = self._draw(self.test_size, stream=2)
         self._validation = None

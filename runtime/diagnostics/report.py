@@ -20,7 +20,7 @@ import numpy as np
 
 from compiler.errors import UsageError
 
-from . import gradients, spectrum, states, viewer
+from . import bounded, gradients, spectrum, states, viewer
 from .common import copy_network, network, png_bytes, sample_batch
 
 SECTIONS = {"summary": "Summary", "spec": "Spec", "graphs": "Graphs", "viewer": "Unrolled graph (interactive)",
@@ -117,11 +117,13 @@ class Context:
         if self._batch is None:
             if self.task is None:
                 raise UsageError("no data task: the diagnostics need the spec's data: section")
-            self._batch = sample_batch(self.task, BATCH, MAX_STEPS)
+            self._batch = sample_batch(self.task, BATCH, bounded.diag_steps(self.program, MAX_STEPS))
         return self._batch
 
     def initial_net(self):
-        return network(self.program, seed=self.info.get("seed", self.net.seed))
+        if getattr(self, "_initial", None) is None:  # made once: gradients and spectrum both read it
+            self._initial = network(self.program, seed=self.info.get("seed", self.net.seed))
+        return self._initial
 
 
 # -- sections ---------------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ def s_summary(cx: Context) -> str:
     p, info, ev = cx.program, cx.info, cx.evaluation or {}
     s = p.summary()
     rows = [{"key": "spec", "value": info.get("source") or p.source or p.name},
-            {"key": "units", "value": ", ".join(f"{n}[{k}]" for n, k in s["units"].items())},
+            {"key": "units", "value": bounded.listed([f"{n}[{k}]" for n, k in s["units"].items()])},
             {"key": "trainable parameters", "value": s["parameters"]},
             {"key": "fixed parameters", "value": s["fixed_parameters"]},
             {"key": "recurrent components", "value": "; ".join(" -> ".join(c["units"]) for c in s["components"]) or "none"}]
@@ -167,19 +169,28 @@ def _graph_png(g, unrolled: bool, title: str) -> bytes:
 
 
 def s_graphs(cx: Context) -> str:
-    p = cx.program
-    folded = _graph_png(p.graph, False, f"{p.name}: folded graph")
-    unrolled = _graph_png(p.unroll(STATIC_STEPS), True, f"{p.name}: unrolled over {STATIC_STEPS} steps")
-    return ("<h3>Folded</h3>" + img(folded, "folded graph") + f"<h3>Unrolled ({STATIC_STEPS} steps)</h3>"
+    from compiler.graph import unroll
+
+    p, (view, kept) = cx.program, bounded.sampled_program(cx.program)
+    head = "" if view is p else bounded.graph_summary(p, kept)
+    sample = "" if view is p else f" (a sample of {len(kept)} of {len(p.order):,} units)"
+    folded = _graph_png(view.graph, False, f"{p.name}: folded graph{sample}")
+    unrolled = _graph_png(unroll(view, STATIC_STEPS), True, f"{p.name}: unrolled over {STATIC_STEPS} steps{sample}")
+    return (head + "<h3>Folded</h3>" + img(folded, "folded graph") + f"<h3>Unrolled ({STATIC_STEPS} steps)</h3>"
             + img(unrolled, "unrolled graph") + '<p class="note">The same pictures: <code>timeloom compile SPEC '
             f'--folded -o folded.png</code> and <code>--steps {STATIC_STEPS} -o unrolled.svg</code>.</p>')
 
 
 def s_viewer(cx: Context) -> str:
+    from compiler.graph import unroll
+
     wanted = cx.batch.T if cx.task is not None else 20
-    T = viewer.steps_for(cx.program, min(wanted, 200))
-    g = cx.program.unroll(T)
-    return (f'<p class="note">{g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({T} steps).</p>'
+    view, kept = bounded.sampled_program(cx.program)
+    T = viewer.steps_for(view, min(wanted, 200))
+    g = unroll(view, T)
+    head = "" if view is cx.program else bounded.note(
+        f"Large network: a sampled view of {len(kept)} of {len(cx.program.order):,} units (see Graphs).")
+    return (head + f'<p class="note">{g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({T} steps).</p>'
             + viewer.viewer_html(g, "graph-viewer"))
 
 
@@ -208,8 +219,15 @@ def s_evaluation(cx: Context) -> str:
 
 def s_gradients(cx: Context) -> str:
     b = cx.batch
-    flows = [gradients.gradient_flow(cx.initial_net(), b, label="initialisation"),
-             gradients.gradient_flow(cx.net, b, label="after training")]
+    every = gradients.state_units(cx.program)
+    units = bounded.evenly(every, bounded.MAX_CURVES)
+    cut = bounded.steps_note(cx.program, MAX_STEPS) if b.T == bounded.diag_steps(cx.program, MAX_STEPS) else ""
+    head = cut + ("" if len(units) == len(every) else bounded.note(
+        f"Large network: {len(every):,} state units; the curves and the table show a sample of {len(units)} "
+        f"(evenly spaced in computation order): {', '.join(units)}. All of them: timeloom inspect gradients "
+        f"SPEC --checkpoint RUNDIR --units ..."))
+    flows = [gradients.gradient_flow(cx.initial_net(), b, units=units, label="initialisation"),
+             gradients.gradient_flow(cx.net, b, units=units, label="after training")]
     fig = gradients.draw([(cx.program.name, flows)], width=9.0)
     rows = [{k: r[k] for k in ("state", "unit", "lag0", "relative_at_last", "vanish_lag")}
             for r in gradients.summary_rows([(cx.program.name, flows)])]
@@ -218,7 +236,7 @@ def s_gradients(cx: Context) -> str:
         r[f"ratio at lag {flows[0].lags[-1]}"] = r.pop("relative_at_last")
         lag = r.pop("vanish_lag")
         r["lag where < 1e-6 of start"] = "never" if lag is None else lag
-    return (fig_img(fig, "gradient flow") + table(rows) +
+    return (head + fig_img(fig, "gradient flow") + table(rows) +
             f'<p class="note">The loss at each sequence\'s last step only; lag k = steps back from it; '
             f'{flows[0].sequences} validation sequences of up to {b.T} steps. '
             f'<code>timeloom inspect gradients SPEC --checkpoint RUNDIR</code> gives this picture and a CSV.</p>')
@@ -228,8 +246,13 @@ def s_spectrum(cx: Context) -> str:
     b = cx.batch
     dims = sum(k * n for _, k, n in spectrum.state_layout(cx.net))
     trained = spectrum.weight_spectra(cx.net)
-    jac = spectrum.jacobian_spectrum(cx.net, b.inputs) if dims <= REPORT_JACOBIAN else None
-    items = ([jac] if jac is not None else []) + trained
+    limit = bounded.jacobian_limit(cx.program, REPORT_JACOBIAN)
+    jac = spectrum.jacobian_spectrum(cx.net, b.inputs) if dims <= limit else None
+    every = ([jac] if jac is not None else []) + trained
+    items = bounded.evenly(every, bounded.MAX_SPECTRA)
+    head = "" if len(items) == len(every) else bounded.note(
+        f"Large network: {len(every):,} matrices; the pictures and the table show a sample of {len(items)} "
+        f"(evenly spaced). Largest spectral radius of all: {max(s.radius for s in every):.6g}.")
     init = {s.name: s for s in spectrum.weight_spectra(cx.initial_net())}
     rows = []
     for s in items:
@@ -242,8 +265,8 @@ def s_spectrum(cx: Context) -> str:
     if not items:
         return '<p class="note">no recurrent weight matrix and no state: a network without memory</p>'
     fig = spectrum.draw(items, title=f"{cx.program.name}: eigenvalues after training (unit circle grey)")
-    note = "" if dims <= REPORT_JACOBIAN else f" The step Jacobian is left out ({dims} state dimensions)."
-    return (fig_img(fig, "eigenvalues") + table(rows, ["matrix", "spectral radius", "at initialisation",
+    note = "" if dims <= limit else f" The step Jacobian is left out ({dims} state dimensions)."
+    return (head + fig_img(fig, "eigenvalues") + table(rows, ["matrix", "spectral radius", "at initialisation",
                                                       "asked (spec)", "note"])
             + f'<p class="note">Step Jacobian ds_t/ds_(t-1) by central finite differences at the middle step '
               f'of the first validation sequence.{note}</p>')
@@ -252,7 +275,7 @@ def s_spectrum(cx: Context) -> str:
 def s_states(cx: Context) -> str:
     if cx.task is None:
         raise UsageError("no data task: the states over time need the spec's data: section")
-    seq = states.choose_sequence(cx.task, None, max_steps=120)
+    seq = states.choose_sequence(cx.task, None, max_steps=bounded.diag_steps(cx.program, 120))
     units = states.default_units(cx.program)
     traj = states.trajectories(cx.net, seq.inputs, units)
     fig = states.draw(traj, seq.labels, title=f"{cx.program.name}: {seq.description}", program=cx.program)

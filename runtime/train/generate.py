@@ -39,6 +39,17 @@ def generated_output(program) -> str:
     return out
 
 
+def check_generation(program, steps: int) -> None:
+    """Refuse `--generate N` beyond the step and memory bounds (compiler/budget.py) before training:
+    N forward steps, each output kept (and written to generation.json as text, ~25 bytes a number)."""
+    from compiler import budget
+
+    out = generated_output(program)
+    budget.check_steps("--generate", steps, "N of --generate N")
+    budget.check_memory(f"--generate {steps:,} (the outputs, kept and written as JSON)",
+                        steps * (program.units[out].size + 1) * (8 + 25))
+
+
 def choose_mode(program, out: str) -> str:
     if len(program.inputs) == 1 and next(iter(program.inputs.values())) == program.units[out].size:
         return "feedback"

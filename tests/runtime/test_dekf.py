@@ -119,3 +119,48 @@ def test_dekf_lowers_the_loss_of_a_tiny_lstm_on_a_fixed_batch():
     after = net.loss(batch.inputs, batch.targets, lengths=lengths)
     assert after < 0.7 * before
     assert dekf.t == 4 * int(lengths.sum())  # one update per valid step, none on padding
+
+
+CLI_SPEC = """
+timeloom: 1
+name: tiny_anbncn_dekf
+inputs: {x: {size: 4}}
+blocks: {mem: {type: lstm, size: 1, peepholes: true, gers2000: true}}
+units: {y: {size: 4, activation: sigmoid}}
+connections:
+  - {from: x, to: mem}
+  - {from: mem, to: y}
+outputs: {y: {loss: bce, at: all}}
+data: {task: anbncn, train_n: [1, 2], test_n: [1, 3], eval_n: [1, 6]}
+training:
+  optimizer: dekf
+  dekf: {p0: 10.0, r: 10.0, r_end: 1.0, tau: 20}
+  epochs: 2
+  steps_per_epoch: 2
+  batch_size: 1
+"""
+
+
+def test_timeloom_run_trains_with_dekf_and_checkpoints_its_covariance(tmp_path):
+    import json
+
+    from support import cli_in, only_run
+
+    from runtime.train import checkpoint
+
+    (tmp_path / "s.yaml").write_text(CLI_SPEC)
+    r = cli_in(tmp_path, ["run", "s.yaml", "-q", "--no-report"])
+    assert r.exit_code == 0, r.output
+    run = only_run(tmp_path)
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert [n for n, _ in ev["solved_by_n"]] == [1, 2, 3, 4, 5, 6]
+    ck = checkpoint.load(checkpoint.latest(run / "checkpoints"))
+    assert ck.optimizer["P"].ndim == 3 and int(ck.optimizer["step"]) > 0
+
+
+def test_bad_dekf_settings_are_refused_with_the_key(tmp_path):
+    (tmp_path / "s.yaml").write_text(CLI_SPEC.replace("tau: 20", "tau: 20, groups: layer"))
+    from support import cli_in
+    r = cli_in(tmp_path, ["run", "s.yaml", "-q", "--no-report"])
+    assert r.exit_code != 0
+    assert "groups" in r.output and "Traceback" not in r.output

@@ -164,3 +164,26 @@ def test_bad_dekf_settings_are_refused_with_the_key(tmp_path):
     r = cli_in(tmp_path, ["run", "s.yaml", "-q", "--no-report"])
     assert r.exit_code != 0
     assert "groups" in r.output and "Traceback" not in r.output
+
+
+def test_a_resumed_dekf_run_continues_exactly(tmp_path):
+    from support import cli_in, final_params
+
+    (tmp_path / "s.yaml").write_text(CLI_SPEC)
+    assert cli_in(tmp_path, ["run", "s.yaml", "-q", "--no-report", "--name", "whole"]).exit_code == 0
+    assert cli_in(tmp_path, ["run", "s.yaml", "-q", "--no-report", "--name", "half", "--epochs", "1"]).exit_code == 0
+    half = next((tmp_path / "runs").glob("half-*"))
+    r = cli_in(tmp_path, ["run", "--resume", half, "--epochs", "2", "-q", "--no-report"])
+    assert r.exit_code == 0, r.output
+    whole = final_params(next((tmp_path / "runs").glob("whole-*")))
+    resumed = final_params(half)
+    for k in whole:
+        np.testing.assert_array_equal(whole[k], resumed[k])
+
+
+def test_weight_decay_with_dekf_is_refused(tmp_path):
+    from support import cli_in
+
+    (tmp_path / "s.yaml").write_text(CLI_SPEC.replace("  batch_size: 1\n", "  batch_size: 1\n  weight_decay: 0.1\n"))
+    r = cli_in(tmp_path, ["run", "s.yaml", "-q", "--no-report"])
+    assert r.exit_code != 0 and "weight_decay is not read by optimizer dekf" in r.output

@@ -16,7 +16,12 @@ Mode `one_to_many`: the input is one-hot n (position n - 1) at t = 0 and zero af
 the targets are the classes of a^n b^n c^n # over {a, b, c, #} (cross_entropy, softmax);
 a string is solved when the argmax is right at every step.
 
-Parameters: train_n [lo, hi] (default [1, 10]), test_n [lo, hi] (default [1, 50]),
+The final evaluation (`final_evaluate`, evaluation.json) tests every n in eval_n (default:
+test_n), e.g. [1, 1000], in padded batches with `lengths=` (a few strings of similar n each),
+and reports `solved_up_to_n` over that range with the whole curve `solved_by_n` ([n, 0/1]
+pairs); the per-epoch metric stays on test_n.
+
+Parameters: train_n [lo, hi] (default [1, 10]), test_n [lo, hi] (default [1, 50]), eval_n,
 train_size (strings per epoch, n uniform in train_n; default steps_per_epoch x batch_size
 of the training section, else 1000), mode.
 """
@@ -48,6 +53,7 @@ from .metrics import (
 )
 
 VALIDATION_BATCH = 64
+EVAL_STEPS = 200_000  # steps x strings in one padded batch of the final evaluation
 
 
 def string(n: int, letters: int) -> np.ndarray:
@@ -83,7 +89,8 @@ class AnBnCn(Task):
     metric = "solved_up_to_n"
     higher_is_better = True
     letters = 3
-    PARAMS: ClassVar[dict] = {"train_n": [1, 10], "test_n": [1, 50], "train_size": None, "mode": "next_symbol"}
+    PARAMS: ClassVar[dict] = {"train_n": [1, 10], "test_n": [1, 50], "train_size": None, "mode": "next_symbol",
+                              "eval_n": None}
 
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)
@@ -92,6 +99,7 @@ class AnBnCn(Task):
         lowest = 1 if self.mode == "one_to_many" else 0
         self.train_n = check_range(p, "train_n", lowest)
         self.test_n = check_range(p, "test_n", lowest)
+        self.eval_n = self.test_n if p.get("eval_n") is None else check_range(p, "eval_n", lowest)
         self.train_size = self.fresh_train_size(1000)
         names = "abc"[:self.letters]
         outputs = ", ".join(names) + ", #"
@@ -100,7 +108,7 @@ class AnBnCn(Task):
             self.expect_output_size(self.letters + 1, f"{outputs}: the terminal symbol last")
             self.expect_loss(("bce", "mse"), "several next symbols can be allowed: multi-hot targets")
         else:
-            self.n_max = max(self.train_n[1], self.test_n[1])
+            self.n_max = max(self.train_n[1], self.test_n[1], self.eval_n[1])
             self.expect_input_size(self.n_max, f"one-hot n for n = 1..{self.n_max} at the first step")
             self.expect_output_size(self.letters + 1, f"classes {outputs}")
         self.expect_at(("all", "mask"), "a prediction at every step")
@@ -128,8 +136,9 @@ class AnBnCn(Task):
         x[0, n - 1] = 1
         return x, classes
 
-    def batch_of(self, ns) -> Batch:
-        xs, ys = zip(*(self.sequence(int(n)) for n in ns))
+    def batch_of(self, ns, cache: bool = True) -> Batch:
+        make = self.sequence if cache else self._make_sequence
+        xs, ys = zip(*(make(int(n)) for n in ns))
         x, lengths = pad(xs)
         y, _ = pad(ys, value=0 if self.mode == "next_symbol" else -1)
         return self.make_batch(x, y, lengths)
@@ -152,8 +161,32 @@ class AnBnCn(Task):
 
     # -- metric -------------------------------------------------------------------------------
     def score(self, net) -> dict:
+        groups = batched(self.test_ns(), VALIDATION_BATCH)
+        return self._score(net, zip(groups, self.validation()), self.test_n[0])
+
+    def final_evaluate(self, net) -> dict:
+        """`evaluate` over eval_n (every n, in padded batches of EVAL_STEPS symbols or fewer),
+        with the curve `solved_by_n`: [[n, 1 if the string for n is predicted right else 0], ...]."""
+        lo, hi = self.eval_n
+        pairs = ((g, self.batch_of(g, cache=False)) for g in self.eval_groups(range(lo, hi + 1)))
+        result = self._score(net, pairs, lo, curve=True)
+        result["eval_n"] = [lo, hi]
+        result["baseline"] = self.baseline()[self.metric]
+        return result
+
+    def eval_groups(self, ns) -> list:
+        """Consecutive n in groups whose padded batch holds at most EVAL_STEPS steps x strings."""
+        groups, group = [], []
+        for n in ns:
+            if group and (len(group) + 1) * (self.letters * n + 1) > EVAL_STEPS:
+                groups.append(group)
+                group = []
+            group.append(n)
+        return groups + ([group] if group else [])
+
+    def _score(self, net, pairs, lo, curve=False) -> dict:
         ns, solved = [], []
-        for group, batch in zip(batched(self.test_ns(), VALIDATION_BATCH), self.validation()):
+        for group, batch in pairs:
             p = self.predict(net, batch)
             valid = valid_mask(batch.lengths, batch.T, batch.B)
             target = batch.targets[self.output]
@@ -165,11 +198,14 @@ class AnBnCn(Task):
             ns += group
             solved += [bool(v) for v in ok]
         unsolved = [n for n, ok in zip(ns, solved) if not ok]
-        return {
-            "solved_up_to_n": solved_up_to(ns, solved, self.test_n[0]),
+        out = {
+            "solved_up_to_n": solved_up_to(ns, solved, lo),
             "solved_fraction": float(np.mean(solved)),
             "first_unsolved_n": unsolved[0] if unsolved else None,
         }
+        if curve:
+            out["solved_by_n"] = [[int(n), int(ok)] for n, ok in zip(ns, solved)]
+        return out
 
     def compute_baseline(self) -> dict:
         """A memoryless predictor: the most frequent next-symbol set after each input symbol

@@ -176,6 +176,8 @@ def check_resume(ckpt: Checkpoint, cfg, program) -> None:
     steps = np.asarray(state["step"])
     if steps.shape != () or steps.dtype.kind not in "iu" or int(steps) < 0:
         raise CheckpointError(f"{where}: optimizer 'step' is not a count >= 0")
+    if cfg.optimizer == "dekf":  # its state is the covariance P, checked by DEKF.load_state
+        return
     for key, arr in state.items():
         slot, _, name = key.partition("/")
         if key != "step" and (name not in params or tuple(np.shape(arr)) != tuple(params[name].shape)

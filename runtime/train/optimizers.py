@@ -136,6 +136,10 @@ class RMSprop(Optimizer):
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
 
+from .dekf import DEKF  # noqa: E402  (the Kalman filter: its own module, its own step; trainer.py calls it)
+
+OPTIMIZERS["dekf"] = DEKF
+
 
 def __getattr__(name):  # DEFAULT_LR, derived from the registry (kept for callers of the old table)
     if name == "DEFAULT_LR":

@@ -70,7 +70,11 @@ class Trainer:
             raise TrainingError("training.bptt.truncate: this network reads the future (negative delays, "
                                 "e.g. a bidirectional block), so its sequences cannot be cut into windows; "
                                 "remove bptt.truncate")
-        self.optimizer = make_optimizer(config.optimizer, net.xp, net.trainable, **config.optimizer_options())
+        if config.optimizer == "dekf":  # Kalman-filter training, per-step updates (runtime/train/dekf.py)
+            from .dekf import DEKF
+            self.optimizer = DEKF(net, config.optimizer_settings.get("dekf"))
+        else:
+            self.optimizer = make_optimizer(config.optimizer, net.xp, net.trainable, **config.optimizer_options())
         self.rng = np.random.default_rng(config.seed)
         self.pos = Position()
         self.best = None  # {"epoch", "value", "monitor"}
@@ -152,6 +156,10 @@ class Trainer:
     def _train_batch(self, batch, lr: float, p: float, epoch: int, b: int):
         """One batch: one optimizer step per window; returns (mean window loss, last grad norm)."""
         net, cfg = self.net, self.cfg
+        if cfg.optimizer == "dekf":  # no gradient step: the filter updates at every time step
+            loss = self.optimizer.train_batch(batch)
+            self.pos.step += 1
+            return loss, 0.0
         T = next(iter(batch.inputs.values())).shape[0]
         forced = bptt.teacher(self.program, self.teacher_units, batch, p,
                               np.random.default_rng([cfg.seed, 0x7EAC, self.pos.step]))

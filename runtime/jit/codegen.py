@@ -229,7 +229,7 @@ class _Generator:
             for k, g in enumerate(self.groups):
                 w(f"dx{k} = {row(g.source)}")
             for m, c in enumerate(self.singles):
-                w(f"ds{m} = {row(c.target)}")
+                w(f"ds{m} = {row(c.source)}")  # d(source) = dS @ W: the source's width
 
     def _steps(self, w, backward):
         forward_in_time = (self.direction > 0) != backward

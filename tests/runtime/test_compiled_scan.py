@@ -312,3 +312,39 @@ def test_steps_with_products_beyond_the_loop_bound_run_the_interpreted_scan(monk
     close(loss, want[0], "loss")
     for p in grads:
         close(grads[p], want[1][p], f"gradient of {p}")
+
+
+# -- memory safety: the generated scans under numba's bounds checking ---------------------------------
+
+_BOUNDS_CHILD = textwrap.dedent("""
+    import numpy as np, compiler, runtime
+    for wide, narrow in ((5, 2), (2, 5)):  # a gated single connection between units of different widths
+        spec = {"timeloom": 1, "name": "gated_single", "inputs": {"x": {"size": 3}},
+                "units": {"a": {"size": wide, "activation": "tanh"}, "b": {"size": narrow, "activation": "tanh"}},
+                "connections": [{"from": "x", "to": "a"}, {"from": "b", "to": "a", "delay": 1},
+                                {"from": "a", "to": "b", "gate": {"unit": "a", "at": "source"}}],
+                "outputs": {"a": {"loss": "mse"}}}
+        program = compiler.compile_spec(spec)
+        rng = np.random.default_rng(0)
+        x, y = {"x": rng.standard_normal((4, 2, 3))}, {"a": rng.standard_normal((4, 2, wide))}
+        compiled, interpreted = (runtime.Network(program, dtype="float64", seed=0, jit=j) for j in (True, False))
+        assert compiled.executor.compiled, "no compiled scan"
+        (lc, gc), (li, gi) = compiled.loss_and_grads(x, y), interpreted.loss_and_grads(x, y)
+        assert abs(lc - li) <= 1e-12 * abs(li)
+        for p in gi:
+            np.testing.assert_allclose(gc[p], gi[p], rtol=1e-12, atol=1e-12, err_msg=p)
+    print("ok")
+""")
+
+
+def test_generated_scans_stay_inside_their_buffers_under_numba_bounds_checking(tmp_path):
+    """A connection gated at its source keeps its own work rows; d(source) = dS @ W is as wide as
+    the source, not the target (an out-of-bounds write there once corrupted memory at random,
+    which the comparisons above only caught now and then). NUMBA_BOUNDSCHECK turns any such
+    write into an IndexError; fresh caches so that nothing compiled without the checks is used."""
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               TIMELOOM_CACHE_DIR=str(tmp_path / "timeloom"), PYTHONPATH=str(ROOT))
+    env.pop("TIMELOOM_JIT", None)
+    r = subprocess.run([sys.executable, "-c", _BOUNDS_CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]

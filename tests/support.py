@@ -149,3 +149,12 @@ def final_params(rundir: Path) -> dict:
     """The parameters of a run directory's newest checkpoint."""
     from runtime.train import checkpoint
     return checkpoint.load(checkpoint.latest(Path(rundir) / "checkpoints")).params
+
+
+def elman_yaml(name="tiny", h=4, at="last", data="{task: adding, length: 8}", training="{epochs: 1}") -> str:
+    """The text of a small Elman spec (x(2) -> h -> y(1), h -> h with delay 1) for the CLI tests;
+    flow-style lines, so that tests can edit it with str.replace."""
+    return (f"timeloom: 1\nname: {name}\ninputs:\n  x: {{size: 2}}\nunits:\n"
+            f"  h: {{size: {h}, activation: tanh}}\n  y: {{size: 1, activation: identity}}\n"
+            "connections:\n  - {from: x, to: h}\n  - {from: h, to: h, delay: 1}\n  - {from: h, to: y}\n"
+            f"outputs:\n  y: {{loss: mse, at: {at}}}\ndata: {data}\ntraining: {training}\n")

@@ -10,30 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import cli_in, only_run
+from support import cli_in, elman_yaml, only_run
 
 from compiler import SpecError, TimeloomError, UsageError, compile_spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
-TINY = """\
-timeloom: 1
-name: tiny
-inputs:
-  x: {size: 2}
-units:
-  h: {size: 4, activation: tanh}
-  y: {size: 1}
-connections:
-  - {from: x, to: h}
-  - {from: h, to: h, delay: 1}
-  - {from: h, to: y}
-outputs:
-  y: {loss: mse, at: last}
-data: {task: adding, length: 8, train_size: 32, test_size: 16}
-training: {epochs: 1, batch_size: 16, seed: 0}
-"""
+TINY = elman_yaml(data="{task: adding, length: 8, train_size: 32, test_size: 16}",
+                  training="{epochs: 1, batch_size: 16, seed: 0}")
 
 
 def run_cli(cwd, *args):

@@ -22,42 +22,13 @@ from typer.testing import CliRunner
 import cli
 from compiler.errors import TimeloomError
 from runtime.train import rundir
+from support import elman_yaml
 
-TINY = textwrap.dedent("""\
-    timeloom: 1
-    name: tiny
-    inputs:
-      x: {size: 2}
-    units:
-      h: {size: 3, activation: tanh}
-      y: {size: 1, activation: identity}
-    connections:
-      - {from: x, to: h}
-      - {from: h, to: h, delay: 1}
-      - {from: h, to: y}
-    outputs:
-      y: {loss: mse, at: last}
-    data: {task: adding, length: 5, test_size: 16}
-    training: {optimizer: adam, lr: 0.01, epochs: 1, steps_per_epoch: 2, batch_size: 4, seed: 0}
-""")
+TINY = elman_yaml(h=3, data="{task: adding, length: 5, test_size: 16}",
+                  training="{optimizer: adam, lr: 0.01, epochs: 1, steps_per_epoch: 2, batch_size: 4, seed: 0}")
 
-FILES = textwrap.dedent("""\
-    timeloom: 1
-    name: fl
-    inputs:
-      x: {size: 2}
-    units:
-      h: {size: 3, activation: tanh}
-      y: {size: 1, activation: identity}
-    connections:
-      - {from: x, to: h}
-      - {from: h, to: h, delay: 1}
-      - {from: h, to: y}
-    outputs:
-      y: {loss: mse, at: all}
-    data: {task: files, files: {x: x.npy, y: y.npz}}
-    training: {epochs: 1, batch_size: 4}
-""")
+FILES = elman_yaml("fl", h=3, at="all", data="{task: files, files: {x: x.npy, y: y.npz}}",
+                   training="{epochs: 1, batch_size: 4}")
 
 TEXT = textwrap.dedent("""\
     timeloom: 1

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import cli_in, final_params, only_run
+from support import cli_in, elman_yaml, final_params, only_run
 from test_run_cli import ARGS, DATA, driver, start, tiny, uninterrupted, wait_for, write_spec  # noqa: F401
 
 from compiler.errors import TimeloomError
@@ -25,23 +25,8 @@ from runtime.train import checkpoint, rundir
 from runtime.train.session import FAR_FROM_BASELINE, far_from_baseline
 
 # the real adding task, plain SGD: at lr 1e6 the weights blow up and the mse overflows within 2 epochs
-ADDING = """\
-timeloom: 1
-name: add
-inputs:
-  x: {size: 2}
-units:
-  h: {size: 8, activation: tanh}
-  y: {size: 1, activation: identity}
-connections:
-  - {from: x, to: h}
-  - {from: h, to: h, delay: 1}
-  - {from: h, to: y}
-outputs:
-  y: {loss: mse, at: last}
-data: {task: adding, length: 10}
-training: {optimizer: sgd, lr: 0.01, epochs: 1, steps_per_epoch: 5, batch_size: 8, seed: 0}
-"""
+ADDING = elman_yaml("add", h=8, data="{task: adding, length: 10}",
+                    training="{optimizer: sgd, lr: 0.01, epochs: 1, steps_per_epoch: 5, batch_size: 8, seed: 0}")
 
 
 def run(args, cwd):

@@ -65,6 +65,9 @@ class Bench:
     epochs: int | None = None  # training.epochs for the benchmark (None: the spec's)
     metric: str | None = None  # which evaluation.json field (default: its "metric")
     note: str = ""
+    paper: str = ""  # the paper's figure for this setting, with its citation ("-": none)
+    cli: list = field(default_factory=list)  # extra `timeloom run` options, e.g. ["--dtype", "float64"]
+    eval_seeds: list | None = None  # the named evaluation seeds (--named-seeds), chosen before running
 
 
 # The benchmarks of the issue. Epoch counts are what fits a 2-core machine; the specs' own
@@ -105,7 +108,28 @@ BENCHES = [
     Bench("gru", "specs/gru.yaml", "copy memory lag 20: >= 95% recalled", ">=", 0.95),
     Bench("lstm_1997", "specs/lstm_1997.yaml", "copy memory lag 50: >= 95% recalled", ">=", 0.95),
     Bench("lstm_gers2000", "specs/lstm_gers2000.yaml", "a^n b^n: solved up to n = 50", ">=", 50),
+    Bench("esn_jaeger2004", "specs/esn_jaeger2004.yaml", "free-run NRMSE84 (median of the seeds) <= 1e-3", "<=",
+          1e-3, cli=["--dtype", "float64", "--no-report"], eval_seeds=list(range(1000, 1010)),
+          paper="NRMSE84 = 10^-4.2 = 6.3e-5 (Jaeger & Haas 2004, Science 304:78-80; 2400x better than the "
+                "techniques before)",
+          note="1000 units, output fed back, ridge with state noise, float64; 100 free runs of 84 steps"),
 ]
+# the papers' figures beside ours (per row; rows added later set `paper=` in their Bench)
+PAPER = {
+    "esn": "- (one-step; the paper's figure is the free run: esn_jaeger2004)",
+    "embedded_reber": "LSTM: 97-100% of trials solve it (Hochreiter & Schmidhuber 1997, Neural Computation 9(8), "
+                      "Exp. 1)",
+    "adding_lstm": "T = 100: solved, average error < 0.04 on 2560 test sequences (Hochreiter & Schmidhuber 1997, "
+                   "Exp. 4)",
+    "adding_elman": "BPTT/RTRL-trained RNNs fail at such lags (Hochreiter & Schmidhuber 1997, Exp. 4; Bengio et al. "
+                    "1994)",
+    "lstm_1997": "no copy-memory figure: their long-lag tasks (Exp. 2, 1997) are 2-sequence and noise tasks; copy "
+                 "memory (Arjovsky et al. 2016, ICML) has LSTM near the baseline at lag >= 100",
+    "lstm_gers2000": "peephole LSTM trained on n <= 10 generalises to n up to 1000 in its best run (Gers & "
+                     "Schmidhuber 2001, IEEE TNN 12(6))",
+    "anbncn": "GD, trained on n <= 10: generalises well beyond 10 (Gers & Schmidhuber 2001); DEKF: up to n = 1000 "
+              "and more (Perez-Ortiz et al. 2003)",
+}
 PAIRS = [  # (title, a, b, png, what is plotted)
     ("adding T = 100: LSTM vs Elman", "adding_lstm", "adding_elman", "adding_curves.png"),
     ("copy memory lag 10: delayed RNN (1, 5, 10) vs plain Elman", "copy_delayed", "copy_elman", "copy_curves.png"),
@@ -136,6 +160,7 @@ def run_one(b: Bench, seed: int, args) -> dict:
     argv = ["run", b.spec, "--seed", str(seed), "-q", "--runs-dir", str(runs_dir), "--name", f"bench-{b.key}"]
     if epochs:
         argv += ["--epochs", str(epochs)]
+    argv += list(b.cli)
     for s in sets:
         argv += ["--set", s]
     shown = "timeloom " + shlex.join([a for a in argv if a not in ("--runs-dir", str(runs_dir))])
@@ -165,7 +190,8 @@ def run_one(b: Bench, seed: int, args) -> dict:
     elif rundir and stopped and latest_checkpoint(rundir):
         ck = latest_checkpoint(rundir)
         ev = subprocess.run(timeloom_cmd() + ["run", b.spec, "--seed", str(seed), "--evaluate", "--checkpoint",
-                                              str(ck)] + [x for s in sets for x in ("--set", s)],
+                                              str(ck)] + [a for a in b.cli if a != "--no-report"]
+                            + [x for s in sets for x in ("--set", s)],
                             cwd=ROOT, capture_output=True, text=True, check=False)
         lines = [ln for ln in ev.stdout.splitlines() if ln.startswith("{")]
         if lines:
@@ -242,6 +268,8 @@ def summarise(b: Bench, runs: list[dict]) -> dict:
     if ok:
         if b.op == "<":
             met = sum(v < b.value for v in ok)
+        elif b.op == "<=":
+            met = sum(v <= b.value for v in ok)
         elif b.op == ">=":
             met = sum(v >= b.value for v in ok)
         elif b.op == "near" and isinstance(base, (int, float)):
@@ -382,6 +410,9 @@ def main(argv=None) -> int:
                                    f"all: {','.join(b.key for b in BENCHES)}")
     ap.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per benchmark")
     ap.add_argument("--seed-offset", type=int, default=0, help="first seed")
+    ap.add_argument("--named-seeds", action="store_true",
+                    help="run each benchmark's named evaluation seeds (Bench.eval_seeds, e.g. 1000-1009) "
+                         "instead of --seeds/--seed-offset")
     ap.add_argument("--budget-minutes", type=float, default=None, help="stop each training after M minutes")
     ap.add_argument("--epochs", type=int, default=None, help="training.epochs for every benchmark run")
     ap.add_argument("--set", action="append", help="extra --set KEY=VALUE for every benchmark run")
@@ -414,6 +445,8 @@ def main(argv=None) -> int:
         chosen, invocations = [], invocations[:-1]
     for b in chosen:
         seeds = range(args.seed_offset, args.seed_offset + args.seeds)
+        if args.named_seeds and b.eval_seeds:
+            seeds = list(b.eval_seeds)
         # a rerun replaces the run of the same seed once it is done; other seeds' runs of earlier
         # invocations stay (all are dropped with --replace)
         runs[b.key] = [] if args.replace else list(runs.get(b.key, []))

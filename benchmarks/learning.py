@@ -114,6 +114,12 @@ BENCHES = [
                 "techniques before)",
           note="1000 units, output fed back, ridge with state noise, float64; 100 free runs of 84 steps"),
 ]
+# what was tried where a row misses its target (shown in the table)
+TRIED = {
+    "lstm_1997": "copy lag 50 with the 1997 cell (no forget gate): 400 epochs at lr 0.01 reached 75% (seed 0); "
+                 "the 1997 paper has no copy-memory experiment to match",
+    "lstm_gers2000": "2 and 4 cells, batches of 64 (n up to 18-26); the paper trains online, one string per update",
+}
 # the papers' figures beside ours (per row; rows added later set `paper=` in their Bench)
 PAPER = {
     "esn": "- (one-step; the paper's figure is the free run: esn_jaeger2004)",
@@ -278,6 +284,7 @@ def summarise(b: Bench, runs: list[dict]) -> dict:
             met = sum(v < 0.9 * base for v in ok)
     fr = [r["free_run"]["nrmse"] for r in runs if r.get("free_run")]
     return {"bench": b.key, "spec": b.spec, "task": (ev and _task_of(runs[0])) or "?", "metric": metric,
+            "paper": b.paper or PAPER.get(b.key, "-"), "tried": TRIED.get(b.key, ""),
             "target": b.target, "values": vals, "best": best, "median": med, "baseline": base,
             "seeds": [r["seed"] for r in runs], "met": met,
             "failures": "; ".join(f"seed {r['seed']}: {_reason(r)}" for r in runs if r.get("error")),
@@ -296,7 +303,14 @@ def _reason(run: dict) -> str:
 def _task_of(run: dict) -> str:
     try:
         import yaml
-        spec = yaml.safe_load(Path(run["rundir"], "spec.yaml").read_text())
+        saved = Path(run["rundir"] or "", "spec.yaml")
+        if run.get("rundir") and saved.exists():
+            spec = yaml.safe_load(saved.read_text())
+        else:  # the run directory is gone (another machine): the spec file and the run's --set data=
+            spec = yaml.safe_load((ROOT / run["spec"]).read_text())
+            for item in run.get("sets") or []:
+                if item.startswith("data="):
+                    spec["data"] = yaml.safe_load(item[len("data="):])
         d = spec.get("data") or {}
         extra = {k: v for k, v in d.items() if k in ("length", "lag", "train_n", "test_n")}
         return d.get("task", "?") + ("" if not extra else " " + ", ".join(f"{k}={v}" for k, v in extra.items()))
@@ -320,14 +334,16 @@ def fmt_time(s: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| benchmark | spec | task | metric | target | value per seed | best | median | baseline | "
-            "target met | seeds | epochs | time per seed (median) |")
+    head = ("| benchmark | spec | task | metric | target | paper | timeloom (per seed) | best | median | baseline | "
+            "target met | seeds | epochs | time per seed (median, 2 cores) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         per_seed = ", ".join("failed" if v is None else fmt(v) for v in r["values"])
         met = "-" if r["met"] is None else f"{r['met']}/{len(r['values'])}"
         if r.get("failures"):
             met += f" ({r['failures']})"
+        if r["met"] is not None and r["met"] < len(r["values"]) and r.get("tried"):
+            met += f"; missed: {r['tried']}"
         ep = ",".join(str(e) for e in r["epochs"]) + \
             (f" ({r['budget_stopped']} stopped by the budget)" if r["budget_stopped"] else "")
         secs = r["seconds"]
@@ -335,7 +351,7 @@ def table(rows: list[dict]) -> str:
         metric = r["metric"] + (f"; free-run 84: {', '.join(fmt(v) for v in r['free_run_nrmse'])}"
                                 if r["free_run_nrmse"] else "")
         lines.append(f"| {r['bench']} | `{Path(r['spec']).name}` | {r['task']} | {metric} | {r['target']} | "
-                     f"{per_seed} | {fmt(r['best'])} | {fmt(r['median'])} | {fmt(r['baseline'])} | {met} | "
+                     f"{r.get('paper') or '-'} | {per_seed} | {fmt(r['best'])} | {fmt(r['median'])} | {fmt(r['baseline'])} | {met} | "
                      f"{len(r['seeds'])} ({','.join(map(str, r['seeds']))}) | {ep} | {tm} |")
     return "\n".join(lines)
 
@@ -369,6 +385,9 @@ def plot_pair(runs_a: list[dict], runs_b: list[dict], label_a: str, label_b: str
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    if not any(r.get("rundir") and (Path(r["rundir"]) / "metrics.jsonl").exists() for r in runs_a + runs_b):
+        print(f"{path.name} kept: the run directories of this pair are not here", file=sys.stderr)
+        return
     fig = Figure(figsize=(6.4, 3.6))
     FigureCanvasAgg(fig)
     ax = fig.subplots()

@@ -223,7 +223,7 @@ class MackeyGlass(Task):
             return dict(self._scored[1])
         return self._score(net)
 
-    def _score(self, net) -> dict:
+    def _score(self, net, free: bool = True) -> dict:
         batch = self.evaluation_batches()[0]
         teacher = self._teacher(batch)  # one-step prediction of a network fed its own output
         outs = net.forward(batch.inputs, teacher=teacher) if teacher else net.forward(batch.inputs)
@@ -231,7 +231,7 @@ class MackeyGlass(Task):
         target = batch.targets[self.output][self.context():, 0, 0].astype(np.float64)
         mse = float(np.mean((pred - target) ** 2))
         result = {"nrmse": nrmse(pred, target), "mse": mse, "rmse": float(np.sqrt(mse))}
-        if self.free_run_steps is not None:
+        if free and self.free_run_steps is not None:
             fr = self.free_run(net, steps=self.free_run_steps, runs=self.free_run_runs)
             result.update({self.metric: fr["nrmse_at_end"], "nrmse_free_run": fr["nrmse"],
                            "free_run_runs": fr["runs"], "free_run_nrmse_at_end_per_run": fr["per_run_at_end"]})
@@ -239,13 +239,13 @@ class MackeyGlass(Task):
 
     def compute_baseline(self) -> dict:
         """Persistence: the one-step answer x(t) for x(t + 1); in the free run x(s) held."""
-        target = self.series[self.n_train + self.horizon:self.length + self.horizon]
-        pred = self.series[self.n_train:self.length]
-        if self.bias_input is None and not self.noise:
-            result = self.score(PersistencePredictor(self.input, self.output)) if self.free_run_steps is None \
-                else {"nrmse": nrmse(pred, target)}
-        else:
-            result = {"nrmse": nrmse(pred, target)}
+        if self.bias_input is None:  # the input itself (noisy, if the inputs are)
+            result = self._score(PersistencePredictor(self.input, self.output), free=False)
+        else:  # the input is a constant: persistence of the series
+            target = self.series[self.n_train + self.horizon:self.length + self.horizon]
+            pred = self.series[self.n_train:self.length]
+            mse = float(np.mean((pred - target) ** 2))
+            result = {"nrmse": nrmse(pred, target), "mse": mse, "rmse": float(np.sqrt(mse))}
         if self.free_run_steps is not None:
             starts = self.free_run_starts(self.free_run_steps, self.free_run_runs)
             err = self.unsquash(self.series[starts + self.free_run_steps]) - self.unsquash(self.series[starts])

@@ -50,7 +50,8 @@ def find_readout(program) -> Readout:
     unit = program.units[out.unit]
     if unit.activation.name not in ("identity", "tanh") or out.loss != "mse":
         raise TrainingError(f"method: ridge fits a linear readout: output '{out.unit}' must have "
-                            f"activation: identity (or tanh) and loss: mse (it has {unit.activation} and {out.loss})")
+                            f"activation: identity and loss: mse (or activation: tanh, fitted in its net input; "
+                            f"it has {unit.activation} and {out.loss})")
     conns = [c for c in program.incoming(out.unit) if c.trainable and c.has_param]
     for c in conns:
         if c.weight != "full" or c.gate is not None or c.bias is not None or c.source == out.unit:

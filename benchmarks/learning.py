@@ -377,6 +377,16 @@ def comparisons(summary: dict, extra: dict) -> list[str]:
                    f"{fmt(rp.get('timeloom_free_run_nrmse'))} vs ReservoirPy {fmt(rp.get('reservoirpy_free_run_nrmse'))} "
                    f"(per seed: {each('timeloom', 'free_run_nrmse')} vs {each('reservoirpy', 'free_run_nrmse')}: "
                    f"the free run diverges for some reservoirs in both)")
+    rj = extra.get("reservoirpy_jaeger")
+    if rj:
+        ours = summary.get("esn_jaeger2004")
+        per = ", ".join(fmt(r["reservoirpy_nrmse84"]) for r in rj.get("rows", []))
+        out.append(f"- Jaeger & Haas 2004 protocol (esn_jaeger2004) through ReservoirPy {rj.get('reservoirpy_version', '')} "
+                   f"(`python benchmarks/reservoirpy_esn.py --jaeger --no-timeloom --seed-offset 1000 --seeds "
+                   f"{len(rj.get('rows', []))} --alpha {rj.get('alpha'):g}`; the feedback as a delayed second input, "
+                   f"no state noise, so the ridge alone regularises): NRMSE84 median {fmt(rj.get('reservoirpy_nrmse84'))} "
+                   f"over seeds {','.join(map(str, rj.get('seeds', [])))} (per seed: {per}) vs timeloom "
+                   f"{fmt(ours['median']) if ours else '-'}; the paper: 6.3e-5")
     return out
 
 
@@ -443,6 +453,9 @@ def main(argv=None) -> int:
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing: rewrite the table (stdout, README, PNGs) from learning.json")
     ap.add_argument("--free-run", metavar="RUNDIR", help=argparse.SUPPRESS)
+    ap.add_argument("--reservoirpy-jaeger-json", metavar="FILE",
+                    help="take the ReservoirPy row of esn_jaeger2004 from the output of "
+                         "`reservoirpy_esn.py --jaeger --json` instead of running it")
     args = ap.parse_args(argv)
     if args.free_run:
         print(json.dumps(free_run(args.free_run)))
@@ -460,6 +473,9 @@ def main(argv=None) -> int:
     invocations = list(old.get("invocations", []))
     invocations.append({"argv": ["python", "benchmarks/learning.py"] + (argv or sys.argv[1:]),
                         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count()})
+    if args.reservoirpy_jaeger_json:
+        lines = [ln for ln in Path(args.reservoirpy_jaeger_json).read_text().splitlines() if ln.startswith("{")]
+        extra["reservoirpy_jaeger"] = json.loads(lines[-1])
     if args.report_only:
         chosen, invocations = [], invocations[:-1]
     for b in chosen:
@@ -482,6 +498,11 @@ def main(argv=None) -> int:
             rp = reservoirpy_row()
             if rp:
                 extra["reservoirpy"] = rp
+        if b.key == "esn_jaeger2004":  # the same seeds through ReservoirPy (ridge 1e-10: no state noise there)
+            rp = reservoirpy_row(["--jaeger", "--no-timeloom", "--seed-offset", str(min(seeds)), "--seeds",
+                                  str(len(seeds)), "--alpha", "1e-10"])
+            if rp:
+                extra["reservoirpy_jaeger"] = rp
     by_key = {b.key: b for b in BENCHES}
     summary = {k: summarise(by_key[k], v) for k, v in runs.items() if k in by_key and v}
     for title, a, b, png in PAIRS:
@@ -512,9 +533,10 @@ def render(rows, summary, extra) -> str:
     return "\n\n".join(parts)
 
 
-def reservoirpy_row() -> dict | None:
+def reservoirpy_row(extra_args=()) -> dict | None:
     script = ROOT / "benchmarks" / "reservoirpy_esn.py"
-    p = subprocess.run([sys.executable, str(script), "--json"], cwd=ROOT, capture_output=True, text=True, check=False)
+    p = subprocess.run([sys.executable, str(script), "--json", *extra_args], cwd=ROOT, capture_output=True, text=True,
+                       check=False)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
         print(f"reservoirpy comparison skipped: {(p.stderr or p.stdout).strip()[-300:]}", file=sys.stderr)

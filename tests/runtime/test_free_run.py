@@ -173,3 +173,17 @@ def test_squash_and_bias_input_data():
     batch = next(iter(task.train_batches(1, np.random.default_rng(0))))
     assert np.all(batch.inputs["x"] == np.float32(0.2))
     assert np.allclose(batch.targets["y"][:, 0, 0], task.series[1:task.n_train + 1].astype(np.float32))
+
+
+def test_bad_settings_name_the_key():
+    from compiler.errors import DataError, SpecError
+    spec = esn_spec()
+    spec["data"] = {**spec["data"], "squash": "yes"}
+    with pytest.raises(SpecError, match="squash must be true or false"):
+        build(spec)
+    spec = esn_spec()
+    spec["data"] = {**spec["data"], "free_run_steps": 0}
+    with pytest.raises((DataError, SpecError), match="free_run_steps"):
+        build(spec)
+    with pytest.raises(SpecError, match="solver"):
+        compiler.compile_spec(esn_spec(ridge_cfg={"alpha": 1e-9, "solver": "qr"}))

@@ -4,6 +4,7 @@
     python benchmarks/learning.py --only esn,reber --seeds 3
     python benchmarks/learning.py --only anbncn --seeds 10 --budget-minutes 5
     python benchmarks/learning.py --only adding_lstm --epochs 10 --set training.steps_per_epoch=50
+    python benchmarks/learning.py --only esn_jaeger2004 --named-seeds   # the seeds named in the spec (1000-1009)
 
 Each benchmark is one `timeloom run SPEC --seed S [--set ...] -q` in a subprocess, run one
 at a time (the trainings use all the cores NumPy's BLAS takes; nothing here changes threads,
@@ -22,6 +23,11 @@ Writes
     docs/img/adding_curves.png (adding: LSTM vs Elman, test mse per epoch) and
     docs/img/copy_curves.png (copy memory lag 10: delayed RNN vs plain Elman) when both
     runs of a pair were part of this invocation.
+
+Each row has the paper's figure for its setting beside ours (`Bench.paper`, else PAPER[key])
+and, where it misses its target, what was tried (TRIED[key]). `--report-only` rewrites the
+table from learning.json without running anything and leaves a pair's PNG alone when its run
+directories are not on this machine.
 
 Results of benchmarks not run in this invocation are kept from the previous
 learning.json, so subsets can be run one after the other and the README table shows all.

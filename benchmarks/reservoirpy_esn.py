@@ -21,6 +21,19 @@ distribution, so compare the medians), and timeloom's free-running 84-step NRMSE
 (`MackeyGlass.free_run`: outputs fed back as inputs, from 10 starting points in the held-out
 part) together with ReservoirPy's under the same protocol. Computation: timeloom float32
 (its default), ReservoirPy float64 (its default).
+
+    python benchmarks/reservoirpy_esn.py --jaeger [--seeds 3] [--alpha 1e-10] [--json]
+
+runs the Jaeger & Haas 2004 protocol of specs/esn_jaeger2004.yaml instead: the series
+squashed to tanh(x - 1) from timeloom's generator, a ReservoirPy reservoir of the spec's
+size, spectral radius and density whose input is [bias_input, y(t-1)] with dense input
+weights uniform in [-1, 1] (output feedback is a delayed input, so this is the same network
+as `y -> res, delay 1`), teacher-forced on the training part, a ReservoirPy Ridge readout
+fitted to atanh of the targets (tanh output unit) after the washout, then free runs of
+`free_run_steps` from timeloom's `free_run_starts` (each after `warmup` teacher-forced steps
+from a zero state), NRMSE at the last step in x, as timeloom's `nrmse84`. ReservoirPy has no
+state noise in its Reservoir here, so the regularisation is the ridge alone (`--alpha`,
+default the spec's); timeloom's figure for the same seeds is printed beside it (float64).
 """
 from __future__ import annotations
 
@@ -109,17 +122,107 @@ def reservoirpy_esn(task, p: dict, seed: int) -> dict:
     return {"nrmse": one_step, "free_run_nrmse": fr, "fit_seconds": fit_s}
 
 
+def reservoirpy_jaeger(task, program, seed: int, alpha: float) -> dict:
+    """The esn_jaeger2004 protocol with ReservoirPy nodes (feedback as a delayed second input)."""
+    from reservoirpy import mat_gen
+    from reservoirpy.nodes import Reservoir, Ridge
+
+    res = next(b for b in (program.spec.get("blocks") or {}).values() if b.get("type") == "reservoir")
+    ridge = (program.training or {}).get("ridge") or {}
+    washout = int(ridge.get("washout", 0))
+    reservoir = Reservoir(int(res["size"]), lr=1.0, sr=float(res.get("spectral_radius", 0.9)), input_scaling=1.0,
+                          rc_connectivity=float(res.get("density", 0.1)), input_connectivity=1.0,
+                          Win=mat_gen.uniform(low=-1.0, high=1.0), W=mat_gen.normal, bias=0.0, seed=seed)
+    readout = Ridge(ridge=alpha)
+    v, n_train, bias = task.series, task.n_train, float(task.bias_input)
+
+    def inputs(prev):  # (T, 2): the constant and y(t-1)
+        return np.stack([np.full(len(prev), bias), prev], axis=1)
+
+    t0 = time.perf_counter()
+    prev = np.concatenate([[0.0], v[1:n_train]])  # y(t-1) = target(t-1) = v(t); zero before the start
+    states = reservoir.run(inputs(prev))
+    target = np.arctanh(np.clip(v[1:n_train + 1], -1 + 1e-15, 1 - 1e-15))[:, None]
+    readout.fit(states[washout:], target[washout:])
+    fit_s = time.perf_counter() - t0
+    steps, warm = task.free_run_steps or 84, max(1, min(task.warmup, n_train))
+    starts = task.free_run_starts(steps, task.free_run_runs)
+    preds = []
+    for st in starts:
+        reservoir.reset()
+        window = v[st - warm + 1:st + 1]
+        prev = np.concatenate([[0.0], window[1:]])  # teacher-forced warm-up, as timeloom's free_run
+        h = reservoir.run(inputs(prev))[-1:]
+        out = [float(np.tanh(readout.run(h))[0, 0])]
+        while len(out) < steps:
+            h = reservoir.run(inputs(np.array([out[-1]])))
+            out.append(float(np.tanh(readout.run(h))[0, 0]))
+        preds.append(out)
+    pred = task.unsquash(np.array(preds).T)
+    truth = task.unsquash(np.stack([v[st + 1:st + steps + 1] for st in starts], axis=1))
+    err = pred - truth
+    std = task.raw[:task.length].std()
+    return {"nrmse84": float(np.sqrt(np.mean(err[-1] ** 2)) / std),
+            "nrmse_free_run": float(np.sqrt(np.mean(err ** 2)) / std), "fit_seconds": fit_s}
+
+
+def jaeger(args) -> int:
+    import reservoirpy
+
+    from compiler import compile_spec
+    from runtime import Network
+    from runtime.train import tasks
+    from runtime.train.config import Config
+    from runtime.train.trainer import Trainer
+
+    spec = args.spec if args.spec != str(ROOT / "specs" / "esn.yaml") else str(ROOT / "specs" / "esn_jaeger2004.yaml")
+    program = compile_spec(spec)
+    alpha = args.alpha if args.alpha is not None else \
+        float(((program.training or {}).get("ridge") or {}).get("alpha", 1e-6))
+    print(f"Jaeger & Haas 2004 protocol ({Path(spec).name}); ReservoirPy {reservoirpy.__version__} ridge "
+          f"alpha {alpha:g}, timeloom float64 with the spec's settings")
+    rows = []
+    for seed in range(args.seed_offset, args.seed_offset + args.seeds):
+        task = tasks.load_task(program, seed)
+        tl = None
+        if not args.no_timeloom:
+            cfg = Config.from_training(program.training)
+            cfg.seed = seed
+            net = Network(program, backend="numpy", dtype="float64", seed=seed)
+            Trainer(net, task, cfg).fit()
+            tl = task.free_run(net, steps=task.free_run_steps or 84, runs=task.free_run_runs)["nrmse_at_end"]
+        rp = reservoirpy_jaeger(task, program, seed, alpha)
+        rows.append({"seed": seed, "timeloom_nrmse84": tl, **{f"reservoirpy_{k}": x for k, x in rp.items()}})
+        print(f"seed {seed}: NRMSE84 timeloom {tl if tl is None else f'{tl:.3e}'}  "
+              f"ReservoirPy {rp['nrmse84']:.3e}", flush=True)
+    out = {"protocol": "jaeger2004", "seeds": [r["seed"] for r in rows], "alpha": alpha,
+           "reservoirpy_version": reservoirpy.__version__,
+           "reservoirpy_nrmse84": statistics.median(r["reservoirpy_nrmse84"] for r in rows), "rows": rows}
+    tls = [r["timeloom_nrmse84"] for r in rows if r["timeloom_nrmse84"] is not None]
+    out["timeloom_nrmse84"] = statistics.median(tls) if tls else None
+    print(f"median NRMSE84: timeloom {out['timeloom_nrmse84']}  ReservoirPy {out['reservoirpy_nrmse84']:.3e}")
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="timeloom ESN vs ReservoirPy ESN on Mackey-Glass")
     ap.add_argument("--spec", default=str(ROOT / "specs" / "esn.yaml"))
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--json", action="store_true", help="also print one JSON line with the results")
+    ap.add_argument("--jaeger", action="store_true", help="the esn_jaeger2004 protocol (output feedback, free runs)")
+    ap.add_argument("--alpha", type=float, default=None, help="--jaeger: ReservoirPy's ridge (default: the spec's)")
+    ap.add_argument("--seed-offset", type=int, default=0, help="--jaeger: first seed")
+    ap.add_argument("--no-timeloom", action="store_true", help="--jaeger: ReservoirPy only")
     args = ap.parse_args(argv)
     try:
         import reservoirpy
     except ImportError:
         print("reservoirpy is not installed: pip install reservoirpy (benchmark-only)", file=sys.stderr)
         return 3
+    if args.jaeger:
+        return jaeger(args)
     from compiler import compile_spec
 
     program = compile_spec(args.spec)

@@ -1,6 +1,8 @@
 """Parameter initializers (host-side, float64, from one seeded generator)."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 
@@ -20,11 +22,24 @@ def _orthogonal(rng, shape):
     return q if rows >= cols else q.T
 
 
+_RADII: dict = {}  # sha1 of a matrix -> its spectral radius (networks re-made from one seed)
+
+
+def _radius(w) -> float:
+    """max |eigenvalue| of the square matrix w (remembered: large reservoirs take seconds)."""
+    key = (w.shape, hashlib.sha1(np.ascontiguousarray(w).tobytes()).hexdigest())
+    if key not in _RADII:
+        if len(_RADII) > 16:
+            _RADII.clear()
+        _RADII[key] = float(np.max(np.abs(np.linalg.eigvals(w))))
+    return _RADII[key]
+
+
 def _sparse(rng, shape, density, spectral_radius):
     """Echo-state reservoir weights: a sparse random matrix rescaled to the spectral radius."""
     w = rng.standard_normal(shape) * (rng.random(shape) < density)
     if len(shape) == 2 and shape[0] == shape[1]:
-        rho = np.max(np.abs(np.linalg.eigvals(w)))
+        rho = _radius(w)
         if rho > 0:
             w *= spectral_radius / rho
     return w

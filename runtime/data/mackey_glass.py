@@ -21,9 +21,20 @@ Metric `nrmse`: RMSE / standard deviation of the target over the held-out part; 
 Baseline: persistence (answer the current input). `free_run(net, steps=84)`: n-step
 prediction feeding every output back as the next input (NRMSE normalised by the std of the
 whole series, over all steps and at the last step, as Jaeger & Haas' NRMSE84).
+
+Jaeger & Haas' setting (specs/esn_jaeger2004.yaml): `squash: true` makes the values
+tanh(x - 1) (inputs and targets; free-run errors are measured back in x = atanh(.) + 1);
+`bias_input: c` makes the input the constant c, so that the series reaches the network only
+through its output fed back (a delayed connection from the output unit); such a network's
+one-step score and its free-run warm-up are teacher-forced (the delayed reads of the output
+see the true series). `free_run_steps: 84` makes the evaluation metric `nrmse84`: the
+free-run NRMSE at step 84 over `free_run_runs` starting points (default 100), with `nrmse`
+(one-step) and `nrmse_free_run` (all free-run steps) beside it. The baseline then is
+persistence in the free run too (x(s) held for all steps).
 """
 from __future__ import annotations
 
+import hashlib
 from typing import ClassVar
 
 import numpy as np
@@ -81,7 +92,8 @@ class MackeyGlass(Task):
     higher_is_better = False
     PARAMS: ClassVar[dict] = {"length": 3000, "tau": 17, "horizon": 1, "noise": 0.0, "seq_len": None,
               "validation_split": None, "warmup": 100, "x0": None, "discard": 1000,
-              "dt": 0.1, "sample_step": 1.0}
+              "dt": 0.1, "sample_step": 1.0, "squash": False, "bias_input": None,
+              "free_run_steps": None, "free_run_runs": 100}
 
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)
@@ -115,17 +127,43 @@ class MackeyGlass(Task):
         check_series(self.name, samples, "data.length (the series takes data.discard + data.length samples)")
         check_numbers(self.name, "the series at the fine step dt", samples * round(step / dt) + round(self.tau / dt),
                       PYTHON_FLOAT_BYTES, "data.length or raise data.dt")
-        self.series = mackey_glass(self.length + self.horizon, self.tau, dt, step, x0, self.discard)
+        if not isinstance(p["squash"], bool):
+            raise fail("squash", "true or false", p["squash"])
+        self.squash = p["squash"]
+        self.bias_input = None if p["bias_input"] is None else check_float(p, "bias_input", -np.inf)
+        self.free_run_steps = None if p["free_run_steps"] is None else check_int(p, "free_run_steps")
+        self.free_run_runs = check_int(p, "free_run_runs")
+        if self.free_run_steps is not None:
+            self.metric = "nrmse84" if self.free_run_steps == 84 else f"nrmse{self.free_run_steps}"
+        # the raw series x (free-run errors are measured in x) and the values the network sees
+        self.raw = mackey_glass(self.length + self.horizon, self.tau, dt, step, x0, self.discard)
+        self.series = np.tanh(self.raw - 1.0) if self.squash else self.raw
         self.n_val = max(1, round(self.length * split))
         self.n_train = self.length - self.n_val
         if self.n_train < (self.seq_len or 1):
             raise DataError(f"data.length = {self.length} leaves {self.n_train} training steps, fewer than "
                             f"data.seq_len = {self.seq_len or 1}; raise data.length or lower the validation split")
         val_noise = seeded_rng(self.seed, 2).standard_normal(self.length) * self.noise
-        self.val_inputs = (self.series[:self.length] + val_noise).astype(np.float32)
+        self.val_inputs = self.inputs_of(self.series[:self.length] + val_noise)
         self._validation = None
 
     # -- batches ------------------------------------------------------------------------------
+    def inputs_of(self, values) -> np.ndarray:
+        """The input sequence: the (noisy) values, or the constant bias_input."""
+        if self.bias_input is not None:
+            return np.full(len(values), self.bias_input, dtype=np.float32)
+        return np.asarray(values, dtype=np.float32)
+
+    def feedback(self) -> bool:
+        """Does the output feed back (a delayed connection from it)?"""
+        return any(c.source == self.output and c.delay > 0 for c in self.program.connections)
+
+    def _teacher(self, batch):
+        if not self.feedback():
+            return None
+        target = batch.targets[self.output]
+        return {self.output: (target, np.ones(target.shape[:2]))}
+
     def window(self, start: int, stop: int, inputs) -> tuple[np.ndarray, np.ndarray]:
         """(inputs (stop - start, 1), targets (stop - start, 1)) of steps start..stop-1."""
         x = inputs[start:stop, None]
@@ -137,7 +175,7 @@ class MackeyGlass(Task):
 
     def train_batches(self, batch_size: int, rng=None):
         rng = as_rng(rng, self.seed)
-        inputs = (self.series[:self.length] + rng.standard_normal(self.length) * self.noise).astype(np.float32)
+        inputs = self.inputs_of(self.series[:self.length] + rng.standard_normal(self.length) * self.noise)
         if self.seq_len is None:
             x, y = self.window(0, self.n_train, inputs)
             yield Batch({self.input: x[:, None]}, {self.output: y[:, None]})
@@ -176,41 +214,98 @@ class MackeyGlass(Task):
 
     # -- metrics ------------------------------------------------------------------------------
     def score(self, net) -> dict:
+        params = getattr(net, "params", None)
+        if self.free_run_steps is not None and isinstance(params, dict):
+            # the free runs take a while: the same parameters (the epoch's end, then the final
+            # evaluation of a ridge fit) are scored once
+            h = hashlib.sha1()
+            for name in sorted(params):
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(to_numpy(params[name])).tobytes())
+            key = (id(net), h.hexdigest())
+            if getattr(self, "_scored", (None,))[0] != key:
+                self._scored = (key, self._score(net))
+            return dict(self._scored[1])
+        return self._score(net)
+
+    def _score(self, net, free: bool = True) -> dict:
         batch = self.evaluation_batches()[0]
-        pred = to_numpy(net.forward(batch.inputs)[self.output])[self.context():, 0, 0].astype(np.float64)
+        teacher = self._teacher(batch)  # one-step prediction of a network fed its own output
+        outs = net.forward(batch.inputs, teacher=teacher) if teacher else net.forward(batch.inputs)
+        pred = to_numpy(outs[self.output])[self.context():, 0, 0].astype(np.float64)
         target = batch.targets[self.output][self.context():, 0, 0].astype(np.float64)
         mse = float(np.mean((pred - target) ** 2))
-        return {"nrmse": nrmse(pred, target), "mse": mse, "rmse": float(np.sqrt(mse))}
+        result = {"nrmse": nrmse(pred, target), "mse": mse, "rmse": float(np.sqrt(mse))}
+        if free and self.free_run_steps is not None:
+            fr = self.free_run(net, steps=self.free_run_steps, runs=self.free_run_runs)
+            result.update({self.metric: fr["nrmse_at_end"], "nrmse_free_run": fr["nrmse"],
+                           "free_run_runs": fr["runs"], "free_run_nrmse_at_end_per_run": fr["per_run_at_end"]})
+        return result
 
     def compute_baseline(self) -> dict:
-        return self.score(PersistencePredictor(self.input, self.output))
+        """Persistence: the one-step answer x(t) for x(t + 1); in the free run x(s) held."""
+        if self.bias_input is None:  # the input itself (noisy, if the inputs are)
+            result = self._score(PersistencePredictor(self.input, self.output), free=False)
+        else:  # the input is a constant: persistence of the series
+            target = self.series[self.n_train + self.horizon:self.length + self.horizon]
+            pred = self.series[self.n_train:self.length]
+            mse = float(np.mean((pred - target) ** 2))
+            result = {"nrmse": nrmse(pred, target), "mse": mse, "rmse": float(np.sqrt(mse))}
+        if self.free_run_steps is not None:
+            starts = self.free_run_starts(self.free_run_steps, self.free_run_runs)
+            err = self.unsquash(self.series[starts + self.free_run_steps]) - self.unsquash(self.series[starts])
+            result[self.metric] = float(np.sqrt(np.mean(err ** 2)) / self.raw[:self.length].std())
+        return result
+
+    def unsquash(self, values):
+        """Values the network sees -> the series x."""
+        if not self.squash:
+            return np.asarray(values, dtype=np.float64)
+        return np.arctanh(np.clip(np.asarray(values, dtype=np.float64), -1 + 1e-15, 1 - 1e-15)) + 1.0
+
+    def free_run_starts(self, steps: int, runs: int) -> np.ndarray:
+        first, last = self.n_train - 1, self.length - steps  # start s predicts s+1 .. s+steps
+        if last < first:
+            raise DataError(f"the held-out part has {self.n_val} steps, fewer than the {steps} free-running "
+                            f"steps; raise data.length or data.validation_split")
+        return np.unique(np.linspace(first, last, num=min(runs, last - first + 1)).round().astype(int))
 
     def free_run(self, net, steps: int = 84, runs: int = 10) -> dict:
         """Warm up on the true series, then predict `steps` values feeding each output back as
         the next input (T = 1 chunks with the network's state), from up to `runs` starting
-        points in the held-out part, run as one batch."""
+        points in the held-out part, run as one batch. A network whose output feeds back is
+        teacher-forced during the warm-up (its delayed reads of the output see the series, the
+        last one x(s) too); with `bias_input` its input stays the constant. Errors are in x
+        (unsquashed), normalised by the std of the whole series x."""
         if self.horizon != 1:
             raise DataError(f"free_run feeds each prediction back as the next input, so it needs "
                             f"data.horizon = 1, got {self.horizon}")
         if any(c.delay < 0 for c in self.program.connections):
             raise DataError("free_run runs forward in time step by step; this spec has backward "
                             "(negative-delay) connections")
-        first, last = self.n_train - 1, self.length - steps  # start s predicts s+1 .. s+steps
-        if last < first:
-            raise DataError(f"the held-out part has {self.n_val} steps, fewer than the {steps} free-running "
-                            f"steps; raise data.length or data.validation_split")
-        starts = np.unique(np.linspace(first, last, num=min(runs, last - first + 1)).round().astype(int))
+        starts = self.free_run_starts(steps, runs)
+        first = self.n_train - 1
         warm = max(1, min(self.warmup, first + 1))
-        x = np.stack([self.series[s - warm + 1:s + 1] for s in starts], axis=1)[..., None].astype(np.float32)
-        outputs, state = net.forward({self.input: x}, return_state=True)
-        preds = [to_numpy(outputs[self.output])[-1]]
-        for _ in range(steps - 1):
-            outputs, state = net.forward({self.input: preds[-1][None].astype(np.float32)}, state=state,
+        x = np.stack([self.inputs_of(self.series[s - warm + 1:s + 1]) for s in starts], axis=1)[..., None]
+        if self.feedback():
+            # teacher forcing: the delayed read of y at step t sees x(t + 1 - 1) = y's target at
+            # t - 1; the last window value is never read inside the window (x(s) repeated)
+            taught = np.stack([np.append(self.series[s - warm + 2:s + 1], self.series[s]) for s in starts],
+                              axis=1)[..., None]
+            outputs, state = net.forward({self.input: x}, teacher={self.output: (taught, np.ones(taught.shape[:2]))},
                                          return_state=True)
+        else:
+            outputs, state = net.forward({self.input: x}, return_state=True)
+        preds = [to_numpy(outputs[self.output])[-1]]  # the prediction of x(s + 1) at s
+        constant = x[-1:]
+        while len(preds) < steps:
+            inp = constant if self.bias_input is not None else preds[-1][None].astype(np.float32)
+            outputs, state = net.forward({self.input: inp}, state=state, return_state=True)
             preds.append(to_numpy(outputs[self.output])[-1])
-        pred = np.stack(preds)[..., 0].astype(np.float64)  # (steps, runs)
-        truth = np.stack([self.series[s + 1:s + steps + 1] for s in starts], axis=1)
-        err, std = pred - truth, self.series.std()
+        pred = self.unsquash(np.stack(preds)[..., 0])  # (steps, runs)
+        truth = self.unsquash(np.stack([self.series[s + 1:s + steps + 1] for s in starts], axis=1))
+        err, std = pred - truth, self.raw[:self.length].std()
         return {"nrmse": float(np.sqrt(np.mean(err ** 2)) / std),
                 "nrmse_at_end": float(np.sqrt(np.mean(err[-1] ** 2)) / std),
+                "per_run_at_end": [float(v) for v in np.abs(err[-1]) / std],
                 "steps": steps, "runs": len(starts)}

@@ -24,6 +24,8 @@ class Config:
     teacher_forcing: dict | None = None
     ridge_alpha: float = 1e-6
     washout: int = 0
+    ridge_noise: float = 0.0
+    ridge_solver: str = "solve"
     checkpoint_every: int = 1
     keep: int = 3
     patience: int | None = None
@@ -51,6 +53,7 @@ class Config:
             clip_norm=t.get("clip_norm"), clip_value=t.get("clip_value"),
             lr_schedule=t.get("lr_schedule"), teacher_forcing=t.get("teacher_forcing"),
             ridge_alpha=float(ridge.get("alpha", 1e-6)), washout=int(ridge.get("washout", 0)),
+            ridge_noise=float(ridge.get("noise", 0.0)), ridge_solver=str(ridge.get("solver", "solve")),
             checkpoint_every=int(ckpt.get("every", 1)), keep=int(ckpt.get("keep", 3)),
             patience=None if stop is None else int(stop.get("patience", 5)),
             min_delta=float((stop or {}).get("min_delta", 0.0)),

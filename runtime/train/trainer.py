@@ -293,8 +293,10 @@ class Trainer:
         batches = list(islice(batches, cfg.steps_per_epoch) if cfg.steps_per_epoch else batches)
         self.progress.epoch_start(0, 0.0, len(batches))
         try:
-            self.ridge_info = ridge.fit(self.net, batches, cfg.ridge_alpha, cfg.washout)
-            losses = [self.net.loss(b.inputs, b.targets, lengths=b.lengths, masks=b.masks) for b in batches]
+            self.ridge_info = ridge.fit(self.net, batches, cfg.ridge_alpha, cfg.washout, cfg.ridge_noise,
+                                        cfg.ridge_solver, noise_seed=cfg.seed)
+            losses = [self.net.loss(b.inputs, b.targets, lengths=b.lengths, masks=b.masks,
+                                    teacher=ridge.teacher(self.net, b)) for b in batches]
         except DataError as e:
             raise DataError(f"data task '{getattr(self.task, 'name', '?')}': {e}") from e
         except TrainingError as e:

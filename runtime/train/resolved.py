@@ -29,7 +29,8 @@ def resolved_training(cfg: Config) -> dict:
          "bptt": {"truncate": cfg.truncate} if cfg.truncate is not None else None,
          "clip_norm": cfg.clip_norm, "clip_value": cfg.clip_value,
          "lr_schedule": cfg.lr_schedule, "teacher_forcing": cfg.teacher_forcing,
-         "ridge": {"alpha": cfg.ridge_alpha, "washout": cfg.washout} if cfg.method == "ridge" else None,
+         "ridge": ({"alpha": cfg.ridge_alpha, "washout": cfg.washout, "noise": cfg.ridge_noise,
+                    "solver": cfg.ridge_solver} if cfg.method == "ridge" else None),
          "checkpoint": {"every": cfg.checkpoint_every, "keep": cfg.keep},
          "early_stopping": ({"patience": cfg.patience, "min_delta": cfg.min_delta, "restore_best": cfg.restore_best}
                             if cfg.patience is not None else None),

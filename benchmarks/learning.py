@@ -403,7 +403,7 @@ def comparisons(summary: dict, extra: dict) -> list[str]:
         ours = summary.get("esn_jaeger2004")
         per = ", ".join(fmt(r["reservoirpy_nrmse84"]) for r in rj.get("rows", []))
         out.append(f"- Jaeger & Haas 2004 protocol (esn_jaeger2004) through ReservoirPy {rj.get('reservoirpy_version', '')} "
-                   f"(`python benchmarks/reservoirpy_esn.py --jaeger --no-timeloom --seed-offset 1000 --seeds "
+                   f"(`python benchmarks/reservoirpy_esn.py --jaeger --no-timeloom --seed-offset {min(rj.get('seeds') or [0])} --seeds "
                    f"{len(rj.get('rows', []))} --alpha {rj.get('alpha'):g}`; the feedback as a delayed second input, "
                    f"no state noise, so the ridge alone regularises): NRMSE84 median {fmt(rj.get('reservoirpy_nrmse84'))} "
                    f"over seeds {','.join(map(str, rj.get('seeds', [])))} (per seed: {per}) vs timeloom "

@@ -1,0 +1,51 @@
+"""Cases found by the acceptance review of issues 15 and 16 (typer's runner): exit status, the
+message's key words, no traceback, and the files on disk."""
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+import cli
+from compiler import budget
+from support import elman_yaml
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli.app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output and "Aborted" not in result.output, result.output
+    return result
+
+
+def test_a_text_graph_that_would_not_fit_the_memory_bound_is_refused_before_it_is_built(tmp_path):
+    # 10^6 steps of a 3-unit net: 3e6 nodes and 3e6 edges; writing it as graphml peaks at about
+    # 4 KB per node + edge (measured), far over the default 8 GiB, but the old per-node estimate
+    # (2 KB per node: 6 GB) let it through into minutes of work and more memory than the bound
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(elman_yaml())
+    out = tmp_path / "g.graphml"
+    res = invoke("compile", spec, "--steps", 1_000_000, "-o", out)
+    assert res.exit_code == 2, res.output
+    for word in ("3,000,000 nodes", "3,000,000 edges", "TIMELOOM_MAX_MEMORY"):
+        assert word in res.output, (word, res.output)
+    assert not out.exists()
+
+
+def test_the_graph_estimate_counts_edges():
+    # the same nodes with many more edges (an LSTM has about 2 edges per node) need more memory
+    few, many = 100_000, 1_000_000
+    budget.check_graph(few, 1, "json", edges=few)  # 1 GB: allowed
+    try:
+        budget.check_graph(few, 1, "json", edges=many * 2)
+    except budget.BudgetError as e:
+        assert "2,000,000 edges" in str(e)
+    else:
+        raise AssertionError("2.1e6 nodes + edges (about 10 GB) were not refused")
+
+
+def test_a_small_text_graph_is_still_written(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(elman_yaml())
+    out = tmp_path / "g.json"
+    res = invoke("compile", spec, "--steps", 50, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 0

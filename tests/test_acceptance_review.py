@@ -49,3 +49,36 @@ def test_a_small_text_graph_is_still_written(tmp_path):
     res = invoke("compile", spec, "--steps", 50, "-o", out)
     assert res.exit_code == 0, res.output
     assert out.stat().st_size > 0
+
+
+def test_an_onnx_node_name_of_thousands_of_characters_imports_as_a_spec_that_loads(tmp_path):
+    # `timeloom import` names units after ONNX node names; a 5000-character name used to be written
+    # as a YAML key that the loader refuses (plain keys end at 1024 characters): the written spec
+    # could not be compiled. Now names are cut to interop.onnx_import.MAX_NAME, and the imported net
+    # computes what the exported one does.
+    import numpy as np
+    import onnx
+
+    from compiler import compile_spec
+    from interop import load_params
+    from runtime import Network
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(elman_yaml())
+    assert invoke("export", spec, "-o", tmp_path / "m.onnx").exit_code == 0
+    model = onnx.load(tmp_path / "m.onnx")
+    for node in model.graph.node:
+        node.name = "n" * 5000 + node.name
+    onnx.save(model, tmp_path / "long.onnx")
+    res = invoke("import", tmp_path / "long.onnx", "-o", tmp_path / "long.yaml")
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "long.yaml").read_text()
+    assert max(len(line) for line in text.splitlines()) < 1024
+    res = invoke("compile", tmp_path / "long.yaml")
+    assert res.exit_code == 0, res.output
+
+    x = {"x": np.random.default_rng(0).standard_normal((6, 3, 2))}
+    original = Network(compile_spec(spec), dtype="float64", seed=0)
+    imported = Network(compile_spec(tmp_path / "long.yaml"), dtype="float64", seed=1)
+    load_params(imported, tmp_path / "long.npz")
+    np.testing.assert_allclose(imported.forward(x)["y"], original.forward(x)["y"], rtol=1e-5, atol=1e-6)

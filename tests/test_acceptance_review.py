@@ -82,3 +82,45 @@ def test_an_onnx_node_name_of_thousands_of_characters_imports_as_a_spec_that_loa
     imported = Network(compile_spec(tmp_path / "long.yaml"), dtype="float64", seed=1)
     load_params(imported, tmp_path / "long.npz")
     np.testing.assert_allclose(imported.forward(x)["y"], original.forward(x)["y"], rtol=1e-5, atol=1e-6)
+
+
+def test_sweeps_dir_naming_a_file_is_refused_with_a_message(tmp_path):
+    # was a NotADirectoryError traceback (exit 1) from mkdir
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(elman_yaml())
+    (tmp_path / "afile").write_text("keep\n")
+    res = invoke("sweep", spec, "--sweeps-dir", tmp_path / "afile", "--grid", "training.lr=0.1", "-q")
+    assert res.exit_code == 2, res.output
+    for word in ("cannot create the sweep folder", "not a directory", "--sweeps-dir"):
+        assert word in res.output.lower(), (word, res.output)
+    assert (tmp_path / "afile").read_text() == "keep\n"
+
+
+def test_a_spec_that_is_a_device_or_a_pipe_is_refused_not_read_forever(tmp_path):
+    # `timeloom compile /dev/zero` (or a symlink to it, or a named pipe) used to read until memory ran
+    # out or wait forever
+    import os
+
+    link = tmp_path / "z.yaml"
+    link.symlink_to("/dev/zero")
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    for path, command in ((link, "compile"), (fifo, "compile"), (link, "run"), (fifo, "export")):
+        args = [command, path] + (["-o", tmp_path / "m.onnx"] if command == "export" else [])
+        res = invoke(*args)
+        assert res.exit_code == 2, (command, path, res.output)
+        assert "not a regular file" in res.output, (command, path, res.output)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_spec_file_beyond_the_size_bound_is_refused_with_its_size(tmp_path, monkeypatch):
+    from compiler import loader
+
+    monkeypatch.setattr(loader, "MAX_SPEC_BYTES", 1000)
+    spec = tmp_path / "big.yaml"
+    spec.write_text(elman_yaml() + "# " + "x" * 2000 + "\n")
+    res = invoke("compile", spec)
+    assert res.exit_code == 2, res.output
+    assert f"{spec.stat().st_size:,} bytes" in res.output and "give a yaml spec file" in res.output.lower()
+    spec.write_text(elman_yaml())
+    assert invoke("compile", spec).exit_code == 0

@@ -124,3 +124,13 @@ def test_a_spec_file_beyond_the_size_bound_is_refused_with_its_size(tmp_path, mo
     assert f"{spec.stat().st_size:,} bytes" in res.output and "give a yaml spec file" in res.output.lower()
     spec.write_text(elman_yaml())
     assert invoke("compile", spec).exit_code == 0
+
+
+def test_importing_a_device_is_refused_not_read_forever(tmp_path):
+    # `timeloom import model.onnx` where model.onnx links to /dev/zero used to read until killed
+    link = tmp_path / "model.onnx"
+    link.symlink_to("/dev/zero")
+    res = invoke("import", link, "-o", tmp_path / "m.yaml")
+    assert res.exit_code == 2, res.output
+    assert "not a regular file" in res.output and "onnx" in res.output
+    assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.npz").exists()

@@ -25,6 +25,11 @@ thousands). Sequences of a batch are processed one after another (online: one st
 time, each step an update); the measurement is the output y (after its activation) against
 the target (class indices become one-hot), at the steps where the loss counts.
 
+Numerics: y and the targets are in the same units (the output after its activation); H goes
+through that activation (a one-hot d out, not the fused sigmoid+bce shortcut of the loss);
+P is symmetrised after each update; the weight estimate is kept in float64 between updates
+(see weights()), whatever the network's dtype.
+
 Settings (`training.dekf:`): p0 (P(0) = p0 I), r, r_end, q, q_end, tau (annealing time
 constant, in updates), groups (`unit` | `global`).
 """

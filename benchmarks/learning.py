@@ -102,9 +102,10 @@ BENCHES = [
     Bench("anbncn", "specs/anbncn.yaml", "solved up to n >= 50 on 8 of seeds 1000-1009 (tested n = 1..1000)",
           ">=", 50, note="--seed-offset 1000 --seeds 10; Gers & Schmidhuber 2001 (IEEE TNN 12:1333)"),
     Bench("anbncn_dekf", "specs/anbncn_dekf.yaml", "DEKF, trained on n <= 10: solved up to n >= 500 on 8 of seeds "
-          "1000-1009, best >= 1000", ">=", 500,
-          note="--seed-offset 1000 --seeds 10; paper: n up to 1000 and more (Gers, Perez-Ortiz & Schmidhuber, "
-               "ICANN 2002; Perez-Ortiz et al., Neural Networks 16, 2003)"),
+          "2000-2009, best >= 1000", ">=", 500, cli=["--dtype", "float64", "--no-report"],
+          eval_seeds=list(range(2000, 2010)),
+          note="--named-seeds (2000-2009, named before running; 1000-1009 were the round-1 settings: n 13-42); "
+               "float64 (the filter works in float64; same results as float32 on the tuning seeds)"),
     # the other example specs, each against the target of its header comment
     Bench("dcm", "specs/dcm.yaml", "embedded Reber: >= 99% strings fully correct", ">=", 0.99),
     Bench("deep_lstm", "specs/deep_lstm.yaml", "text: cross-entropy < 1.5 nats/char", "<", 1.5, metric="nats"),
@@ -134,10 +135,14 @@ TRIED = {
                      "more strings (not tried)",
     "anbncn": "Adam, batches of 64, 100 epochs, forget-gate bias 3 (the only setting that helped on tuning seed 0); "
               "online training (batch 1, 15k strings, seeds 1000-1002) gave n = 14, 19, 27, no better",
-    "anbncn_dekf": "DEKF per-unit groups, exact output Jacobian, 2 blocks x 1 cell with peepholes, 400 strings "
-                   "n <= 10, forget bias 3 (tuning seeds 0-2); also tried 3 blocks, one global group, faster "
-                   "annealing, no forget gate, 1000 strings: n <= 54 on the tuning seeds; P0, Q, R schedule from "
-                   "memory of the paper, not checked against its text",
+    "anbncn_dekf": "DEKF per-unit groups, exact output Jacobian (checked by finite differences through the "
+                   "sigmoid output), float64 weight estimate, 2 blocks x 1 cell with peepholes, 400 strings n <= 10, "
+                   "forget bias 3 (tuning seeds 0-9: n 11-53); tried on seeds 0-2: q 1e-1/1e-3/1e-4, p0 1000, r 10->1 and 1000->30, forget bias 6, identity cell "
+                   "output, 1200 strings, stopping when the training set is learned (the papers' rule: n 11-32), "
+                   "3 blocks, one global group, no forget gate; none better. Failure: the a and b count "
+                   "increments differ by ~1-3%, so the b->c switch is missed at n ~ 1/that; n = 1000 needs 0.1% "
+                   "(saturated cell input and input gates), which training on n <= 10 does not ask for. P0, Q, R "
+                   "from memory of the paper (full texts not reachable). Round 1 (seeds 1000-1009): n 13-42",
 }
 # the papers' figures beside ours (per row; rows added later set `paper=` in their Bench)
 PAPER = {

@@ -134,3 +134,27 @@ def test_importing_a_device_is_refused_not_read_forever(tmp_path):
     assert res.exit_code == 2, res.output
     assert "not a regular file" in res.output and "onnx" in res.output
     assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.npz").exists()
+
+
+def test_lengths_that_are_nan_or_fractions_are_refused(tmp_path):
+    # data.lengths of NaN passed the range check (NaN < 1 is False) and trained on whatever NaN
+    # became as an integer; 2.5 was silently cut to 2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.random((8, 6, 2)))
+    np.save(tmp_path / "y.npy", rng.random((8, 6, 1)))
+    spec = tmp_path / "f.yaml"
+    spec.write_text(elman_yaml("fl", h=3, at="all", training="{epochs: 1, batch_size: 4}",
+                               data="{task: files, files: {x: x.npy, y: y.npy}, lengths: L.npy}"))
+    for bad, words in (([np.nan] * 8, ("nan", "not all whole numbers")), ([2.5] * 8, ("2.5", "whole numbers")),
+                       ([[1, 2]] * 8, ("shape (8, 2)",))):
+        np.save(tmp_path / "L.npy", np.array(bad))
+        res = invoke("run", spec, "-q", "--no-report", "--runs-dir", tmp_path / "runs")
+        assert res.exit_code == 2, res.output
+        assert "data.lengths must be 8 integers in [1, 6]" in res.output, res.output
+        for w in words:
+            assert w in res.output, (w, res.output)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    np.save(tmp_path / "L.npy", np.array([3.0] * 8))  # whole numbers stored as floats are fine
+    assert invoke("run", spec, "-q", "--no-report", "--runs-dir", tmp_path / "runs").exit_code == 0

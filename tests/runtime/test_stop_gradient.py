@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import random_batch
+import yaml
+from support import cli_in, random_batch
 
 import compiler
 import runtime
@@ -231,7 +232,20 @@ def test_a_bad_gradient_value_is_refused_with_its_place(value):
     with pytest.raises(compiler.TimeloomError) as err:
         compiler.compile_spec(spec)
     text = str(err.value)
-    assert "gradient" in text and "connections" in text
+    assert "connections/2/gradient" in text and "use one of: flow, stop" in text
+
+
+def test_the_cli_refuses_a_bad_gradient_value_with_its_line_and_no_traceback(tmp_path):
+    spec = elman_spec()
+    spec["connections"][3]["gradient"] = "detach"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = cli_in(tmp_path, ["compile", "bad.yaml"])
+    assert result.exit_code != 0
+    assert "bad.yaml:" in result.output and "gradient" in result.output and "flow, stop" in result.output
+    assert "Traceback" not in result.output
+    spec["connections"][3]["gradient"] = "stop"
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert cli_in(tmp_path, ["compile", "good.yaml"]).exit_code == 0
 
 
 def test_truncated_marks_only_the_recurrent_and_peephole_connections():

@@ -33,7 +33,8 @@ def lstm(o):
     """LSTM memory block (Hochreiter & Schmidhuber 1997; Gers et al. 2000; peepholes, coupled gates).
 
     i, f, o = sigma(W x_t + U h_{t-1} [+ peephole c]); g = cell input; c_t = f*c_{t-1} + i*g;
-    h_t = o * tanh(c_t).
+    h_t = o * tanh(c_t). truncated: the recurrent connections into the gates and cell input and
+    the peepholes carry `gradient: stop` (error flows back in time only through c -> c).
     """
     size, gers = o["size"], o.get("gers2000", False)
     gate_act = o.get("gate_activation", "sigmoid")
@@ -68,6 +69,13 @@ def lstm(o):
         conns.append({"from": "c", "to": "o", "weight": "diagonal"})
     if coupled and not forget:
         raise ValueError("a coupled input/forget gate needs forget_gate: true")
+    if o.get("truncated", False):
+        # the original LSTM's truncated gradient (Hochreiter & Schmidhuber 1997; Gers et al. 2000,
+        # 2002): no error flows back through h_{t-1} -> gates/cell input nor through the peepholes;
+        # earlier steps are reached only through the constant error carousel c -> c
+        for c in conns:
+            if c["from"] == "h" and c["to"] in ports or c["from"] == "c" and c.get("weight") == "diagonal":
+                c["gradient"] = "stop"
     return {"units": units, "connections": conns, "inputs": ports, "outputs": ["h"]}
 
 

@@ -87,6 +87,9 @@ class Connection:
     bias: Init | None = None  # a bias inside the connection, before its gate: "{name}.bias"
     gate: Gate | None = None
     pos: Pos = field(default_factory=Pos)
+    # gradient: stop -- backpropagation sends no error to the source through this connection
+    # (its weight still gets dL/dW, with the source's value taken as a constant: torch's .detach())
+    stop_gradient: bool = False
 
     @property
     def has_param(self) -> bool:

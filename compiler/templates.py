@@ -368,7 +368,8 @@ class Expander:
         for tap in taps:
             self.raw_connections.append(Connection(
                 "", source, port.unit, direction * (delay + tap), weight, winit, fixed,
-                bool(opts.get("trainable", True)), cbias, gate, self.pos(path)))
+                bool(opts.get("trainable", True)), cbias, gate, self.pos(path),
+                stop_gradient=opts.get("gradient", "flow") == "stop"))
 
     def _size(self, name):
         return self.inputs[name] if name in self.inputs else self.units[name].size

@@ -111,7 +111,7 @@ def backward(ex, plan, run):
         parts = [dlin_of(c, lambda c=c: ex.lin(c, X, None, run)) for c in g.members]
         dZ = parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
         ex.group_grads(g, X, dZ, grads)
-        if g.source in d_out:
+        if g.source in d_out and not g.stop_gradient:
             dX = (dZ.reshape(T * B, g.width) @ Wcat).reshape(T, B, -1)
             d_out[g.source] += reads.shift_backward(g.source, dX, g.delay, grads)
     for u, conns in plan.hoist_single.items():
@@ -125,5 +125,5 @@ def backward(ex, plan, run):
             if gsrc is not None:
                 d_out[c.gate.unit] += P.gate_grad(dX * X, c.gate.complement)
                 dX = dX * gsrc
-            if c.source in d_out:
+            if c.source in d_out and not c.stop_gradient:
                 d_out[c.source] += reads.shift_backward(c.source, dX, c.delay, grads)

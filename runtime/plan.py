@@ -19,6 +19,7 @@ class Group:
     source: str
     delay: int
     members: list  # [Connection]
+    stop_gradient: bool = False  # its members carry `gradient: stop`: the source gets no error from it
     slices: dict = field(default_factory=dict)  # connection name -> slice of the fused output
     width: int = 0
 
@@ -38,9 +39,9 @@ class Plan:
 def _group(conns, size):
     groups = {}
     for c in conns:
-        key = (c.source, c.delay)
+        key = (c.source, c.delay, c.stop_gradient)
         if key not in groups:
-            groups[key] = Group(c.source, c.delay, [])
+            groups[key] = Group(c.source, c.delay, [], c.stop_gradient)
         groups[key].members.append(c)
     for g in groups.values():
         start = 0

@@ -129,7 +129,8 @@ class ReferenceExecutor:
                 if gv is not None and c.gate.at == "source":
                     add((c.gate.unit, t), P.gate_grad(dxs * x, c.gate.complement))
                     dxs = dxs * gv
-                add_read(src, dxs, t)
+                if not c.stop_gradient:
+                    add_read(src, dxs, t)
         if states is not None:
             states.update({u: xp.stack([dval.get((u, t), xp.zeros_like(val[(u, t)])) for t in range(reads.T)])
                            for u in self.program.units})

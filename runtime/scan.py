@@ -152,6 +152,8 @@ def _steps_backward(ex, plan, run):
 
     def flush(g, t):
         """The error of a fused product's input at step t, routed to the read it came from."""
+        if g.stop_gradient:
+            return
         _route(run, g.source, t - g.delay, d_products[id(g)][t] @ weights[id(g)], g.delay)
 
     for t in (range(T - 1, -1, -1) if plan.direction > 0 else range(T)):
@@ -203,7 +205,8 @@ def _single_backward(ex, run, c, t, dn):
     if gsrc is not None:
         d_out[c.gate.unit][t] += P.gate_grad(dxs * x, c.gate.complement)
         dxs = dxs * gsrc
-    _route(run, c.source, tau, dxs, c.delay)
+    if not c.stop_gradient:
+        _route(run, c.source, tau, dxs, c.delay)
 
 
 def _weight_grads(ex, plan, run):

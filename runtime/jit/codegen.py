@@ -307,7 +307,10 @@ class _Generator:
 
     # -- backward --------------------------------------------------------------------------------
     def _flush(self, w, k, g):
-        """The gradient of a fused product's input: dG[t] @ W, routed to the source it read."""
+        """The gradient of a fused product's input: dG[t] @ W, routed to the source it read
+        (nothing for a group of `gradient: stop` connections: its source gets no error)."""
+        if g.stop_gradient:
+            return
         w(f"matmul_into(dG{k}[t], W{k}, WT{k}, dx{k})")
         self._route(w, g.source, self._tau(g.delay), g.delay, f"dx{k}")
 
@@ -380,6 +383,9 @@ class _Generator:
             if c.gate is not None:  # at the source: its gradient needs the read
                 self._read(w, c.source, self._tau(c.delay), c.delay)
             w(f"copy_cols(dS{m}[t], 0, dn)")
+        source_gated = c.gate is not None and c.gate.at == "source"
+        if c.stop_gradient and not source_gated:
+            return  # `gradient: stop`: dS (for the weight gradient) is all; the source gets no error
         ds = f"dS{m}[t]"  # d(W g x + b); then d(g x)
         if c.weight != "identity":
             w(f"weigh({ds}, SWT{m}, SW{m}, {self._single_diag(c)}, ds{m})")
@@ -389,7 +395,8 @@ class _Generator:
             w(f"gate_grad_cols(dY{self._j(c.gate.unit)}[t], {comp}, {ds}, x{j}, 0)")
             w(f"gate_mul_cols(ds{m}, 0, {g_}, {comp}, {ds})")
             ds = f"ds{m}"
-        self._route(w, c.source, self._tau(c.delay), c.delay, ds)
+        if not c.stop_gradient:
+            self._route(w, c.source, self._tau(c.delay), c.delay, ds)
 
     # -- the module ---------------------------------------------------------------------------------
     def build(self) -> ScanSource:

@@ -101,6 +101,7 @@ def test_train_solved_on_a_task_without_a_training_set_notion_is_refused():
 def test_timeloom_run_anbncn_stops_when_n_1_to_10_are_solved(tmp_path):
     text = yaml.safe_load((ROOT / "specs" / "anbncn.yaml").read_text())
     text["data"]["eval_n"] = [1, 60]
+    text["training"].pop("eps", None)  # Adam's default eps: seed 0 solves n = 1..10 at epoch 15 of 60
     text["training"].update(epochs=60, early_stopping={"train_solved": True})
     path = tmp_path / "anbncn.yaml"
     path.write_text(yaml.safe_dump(text))

@@ -123,3 +123,13 @@ def test_timeloom_run_anbncn_stops_when_n_1_to_10_are_solved(tmp_path):
         assert slow_ok(lambda x: net.forward({"x": x.astype(np.float32)})["y"], n), n
     ev = json.loads((run / "evaluation.json").read_text())
     assert ev["solved_up_to_n"] >= 10
+
+
+@pytest.mark.parametrize("stop", [{"train_solved": True}, {"train_solved": True, "patience": 3},
+                                  {"patience": 2}])
+def test_the_resolved_spec_keeps_train_solved(stop):
+    from runtime.train.resolved import resolved_training
+    cfg = Config.from_training({"early_stopping": stop})
+    again = Config.from_training(resolved_training(cfg))
+    assert (again.train_solved, again.patience) == (cfg.train_solved, cfg.patience)
+    assert again.train_solved == bool(stop.get("train_solved")) and again.patience == stop.get("patience")

@@ -174,7 +174,8 @@ def compile(
         if use_unrolled:
             budget.check_steps("the unrolled graph", steps, "--steps")
         per_step = len(program.inputs) + len(program.units)
-        budget.check_graph(per_step * (steps if use_unrolled else 1), steps, kind)
+        copies = steps if use_unrolled else 1
+        budget.check_graph(per_step * copies, steps, kind, edges=program.graph.number_of_edges() * copies)
     except TimeloomError as e:
         _fail(e)
     graph = program.unroll(steps) if use_unrolled else program.graph

@@ -252,9 +252,18 @@ def _explain_yaml(e: yaml.MarkedYAMLError, text: str) -> str:
     return f"{problem} ({e.context} at {ctx})" if e.context else problem
 
 
+MAX_SPEC_BYTES = 64 << 20  # a spec is text a person writes; beyond this it is not one
+
+
 def load_file(path) -> tuple[object, Positions]:
     path = Path(path)
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # reading /dev/zero or a pipe never ends
+            raise SpecError([SpecIssue(str(path), 0, 0, "", "is not a regular file (a device, a pipe or a socket); "
+                                                            "give a YAML file such as specs/elman.yaml")])
+        if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError([SpecIssue(str(path), 0, 0, "", f"holds {path.stat().st_size:,} bytes, more than a spec "
+                                                            f"can ({MAX_SPEC_BYTES >> 20} MiB); give a YAML spec file")])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         where = "" if path.is_absolute() else f" (looked for {path.absolute()})"

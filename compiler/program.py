@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def compile_spec(spec, file: str | None = None, positions: Positions | None = No
     g = graphs.folded_graph(ex.inputs, ex.units, ex.connections)
     if ex.issues:
         raise SpecError(ex.issues + _local_checks(ex, g, ex.issues))
-    problems = check(ex, g) + _needs_outputs(data, ex, positions)
+    problems = check(ex, g) + _needs_outputs(data, ex, positions) + _data_params(data, positions)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise SpecError(errors)
@@ -179,7 +180,7 @@ def _later_stages(data, positions, earlier) -> list:
     try:
         ex = expand(data, positions)
         g = graphs.folded_graph(ex.inputs, ex.units, ex.connections)
-        found = ex.issues + _local_checks(ex, g, ex.issues + list(earlier))
+        found = ex.issues + _local_checks(ex, g, ex.issues + list(earlier)) + _data_params(data, positions)
     except Exception:  # noqa: BLE001 - invalid data may break any assumption of the later stages
         return []
     return [i for i in found if i.severity == "error" and not _overlaps(i, earlier)]
@@ -202,6 +203,31 @@ def _local_checks(ex, g, earlier) -> list:
     except Exception:  # noqa: BLE001 - a partly built spec may break an assumption; report what was found
         pass
     return [i for i in found if i.severity == "error" and not _overlaps(i, earlier)]
+
+
+def _data_params(data, positions) -> list:
+    """Keys of `data:` that its task does not take, found at compile time (the task checks its values
+    when `run` builds it). The task registry is runtime.data.TASKS, imported here only when needed."""
+    spec = data.get("data") if isinstance(data, dict) else None
+    name = spec.get("task", "files" if "files" in spec else None) if isinstance(spec, dict) else None
+    if not isinstance(name, str):
+        return []
+    from runtime.data import TASKS
+    from runtime.data.base import COMMON_PARAMS
+
+    kind = TASKS.get(name)
+    if kind is None:
+        return []  # the schema's enum reports an unknown task
+    allowed = set(kind.PARAMS) | set(COMMON_PARAMS)
+    issues = []
+    for key in spec:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            issues.append(positions.issue(("data", key), f"data.{key} is not a parameter of task "
+                                          f"{kind.name} (it takes: {', '.join(kind.PARAMS) or 'none'}){hint}",
+                                          at_key=True))
+    return issues
 
 
 def _needs_outputs(data, ex, positions) -> list:

@@ -42,6 +42,8 @@ def import_onnx(model, name: str | None = None) -> OnnxImport:
     where = "the ONNX model"
     if isinstance(model, (str, Path)):
         where = str(model)
+        if Path(model).exists() and not Path(model).is_file() and not Path(model).is_dir():  # /dev/zero, a pipe
+            raise InteropError(f"{model} is not a regular file (a device, a pipe or a socket); give an .onnx file")
         if Path(model).is_file() and Path(model).stat().st_size == 0:
             raise InteropError(f"{model} is empty (0 bytes), not an ONNX model; export the model again")
         try:
@@ -68,11 +70,14 @@ def tensor_array(t, what: str = "initializer") -> np.ndarray:
 
 
 
+MAX_NAME = 100  # characters of an imported name (YAML refuses a plain key over 1024)
+
+
 def sanitize(name: str, fallback: str = "u") -> str:
     """A spec name from any string: letters, digits and '_', starting with a letter (a name that starts
     with '_' would be read back as metadata from a parameter file)."""
     s = re.sub(r"[^A-Za-z0-9_]", "_", name or "").lstrip("_0123456789")
-    s = re.sub(r"__+", "_", s).rstrip("_")
+    s = re.sub(r"__+", "_", s)[:MAX_NAME].rstrip("_")  # a longer YAML key could not be read back
     return s or fallback
 
 

@@ -201,6 +201,22 @@ def test_every_stage_reports_its_errors_at_once(tmp_path, command):
     assert "'h'" not in out.split("unknown source 'z'")[1]  # no cascade from the unit that failed
 
 
+@pytest.mark.parametrize("command", ["compile", "run"])
+def test_a_data_key_the_task_does_not_take_is_a_compile_error_beside_the_others(tmp_path, command):
+    """data: keys are checked against the task's parameters at compile time (a sweep would otherwise
+    launch every trial to fail), together with the schema's errors."""
+    text = TINY.replace("train_size: 32", "val_size: 32")
+    path = write(tmp_path, text.replace("h: {size: 4, activation: tanh}", "h: {size: 4, activation: tahn}"))
+    result = run_cli(tmp_path, command, path)
+    assert result.exit_code == 2, result.output
+    out = result.output
+    line = text.splitlines().index(next(t for t in text.splitlines() if t.startswith("data:"))) + 1
+    assert f"{path}:{line}:" in out and "data.val_size is not a parameter of task adding" in out, out
+    assert "did you mean 'train_size'" in out and "'tahn'" in out and "2 errors" in out, out
+    assert "Traceback" not in out
+    assert compile_spec(write(tmp_path, TINY)).data["train_size"] == 32  # the task's own keys pass
+
+
 def test_a_top_level_schema_error_does_not_hide_the_expansions_errors(tmp_path):
     path = write(tmp_path, BAD.replace("timeloom: 1\n", "").replace("tahn", "tanh").replace("LSTM", "lstm"))
     with pytest.raises(SpecError) as err:

@@ -32,6 +32,7 @@ TASK = textwrap.dedent('''
     class TinyTask:
         """mse: y_t = 0.5 x_{t-1}; cross_entropy: the next symbol of a random one-hot sequence."""
         name = "tiny"
+        PARAMS = {"length": 5, "steps": 4, "val": 8, "nan_at": None, "sleep": 0.0, "bad_shape": False}
 
         def __init__(self, program, seed, length=5, steps=4, val=8, nan_at=None, sleep=0.0, bad_shape=False, **_):
             self.program, self.seed, self.T, self.steps = program, seed, length, steps
@@ -81,8 +82,10 @@ TASK = textwrap.dedent('''
                 return {"accuracy": 1.0 / next(iter(self.program.inputs.values()))}
             return {"mse": float((self.validation()[0].targets[self.out] ** 2).mean())}
 
-    def install():
+    def install():  # the spec says task: adding; its data: keys are TinyTask's (checked at compile time)
+        import runtime.data
         import runtime.train.tasks as tasks
+        runtime.data.TASKS["adding"] = TinyTask
         tasks.load_task = lambda program, seed: TinyTask(
             program, seed, **{k: v for k, v in program.data.items() if k != "task"})
 ''')
@@ -123,6 +126,8 @@ def tiny(monkeypatch):
     import runtime.train.tasks as tasks
     ns: dict = {}
     exec(TASK, ns)
+    import runtime.data
+    monkeypatch.setitem(runtime.data.TASKS, "adding", ns["TinyTask"])
     monkeypatch.setattr(tasks, "load_task", lambda program, seed: ns["TinyTask"](
         program, seed, **{k: v for k, v in program.data.items() if k != "task"}))
     return ns

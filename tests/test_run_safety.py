@@ -88,6 +88,26 @@ def test_failed_resume_with_overrides_leaves_the_run_resumable(tmp_path):
     assert checkpoint.latest(folder / "checkpoints").name == "ckpt-00000010-0002-00000.npz"
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # lr 30 overflows on purpose
+def test_a_nan_after_the_overrides_reached_the_spec_names_the_set_that_undoes_them(tmp_path):
+    """lr 30 trains one finite epoch (a checkpoint: the override is now the run's spec) and overflows in
+    the next: the message gives the --set that restores the spec's earlier value."""
+    spec = tmp_path / "add.yaml"
+    spec.write_text(ADDING)
+    assert run([spec, "--no-report", "-q"], tmp_path).exit_code == 0
+    folder = only_run(tmp_path)
+    bad = run(["--resume", folder, "--set", "training.lr=30", "--epochs", "4", "--no-report", "-q"], tmp_path)
+    assert bad.exit_code == 2, bad.output
+    no_traceback(bad.output)
+    import yaml
+    assert yaml.safe_load((folder / "spec.yaml").read_text())["training"]["lr"] == 30  # applied after epoch 2
+    line = next(ln for ln in bad.output.splitlines() if ln.startswith("error:"))
+    assert "NaN or Inf" in line and "now in spec.yaml" in line, line
+    assert "--set training.lr=0.01" in line and "--set training.epochs=1" in line, line
+    again = run(["--resume", folder, "--set", "training.lr=0.01", "--epochs", "4", "--no-report", "-q"], tmp_path)
+    assert again.exit_code == 0, again.output
+
+
 # -- 8: one process per run directory -----------------------------------------------------------------
 def test_lock_names_the_holder_and_is_released():
     import tempfile

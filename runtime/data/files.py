@@ -116,10 +116,14 @@ class Files(Task):
         self.y = {n: self._target(n, arrays[n], files[n]) for n in self.outputs}
         self.lengths = None
         if p["lengths"] is not None:
-            lengths = load_array(self._path("lengths", p["lengths"]), "lengths").reshape(-1)
-            if lengths.shape != (self.N,) or lengths.min() < 1 or lengths.max() > self.T:
+            given = load_array(self._path("lengths", p["lengths"]), "lengths")
+            lengths = given.reshape(-1)
+            whole = lengths.size > 0 and bool(np.all(np.isfinite(lengths)) and np.all(lengths == np.round(lengths)))
+            if lengths.shape != (self.N,) or not whole or lengths.min() < 1 or lengths.max() > self.T:
                 raise DataError(f"data.lengths must be {self.N} integers in [1, {self.T}], "
-                                f"got shape {lengths.shape} with values in [{lengths.min()}, {lengths.max()}]")
+                                f"got shape {given.shape}" + (f" with values in [{lengths.min()}, {lengths.max()}]"
+                                                              if lengths.size else "")
+                                + ("" if whole or not lengths.size else " (not all whole numbers)"))
             self.lengths = lengths.astype(np.int64)
         self.masks = {}
         for n, o in self.outputs.items():

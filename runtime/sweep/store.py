@@ -39,7 +39,11 @@ class SweepDir:
 
     def create(self) -> None:
         self.check_ours()
-        self.trials_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.trials_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # --sweeps-dir names a file, or a folder that cannot be written
+            raise TimeloomError(f"cannot create the sweep folder {self.path}: {e.strerror or e}; give "
+                                "--sweeps-dir a folder you can write") from None
         marker = self.path / MARKER
         if not marker.is_file():
             marker.write_text("a folder written by `timeloom sweep`; it writes only into folders holding this file\n")

@@ -25,6 +25,11 @@ thousands). Sequences of a batch are processed one after another (online: one st
 time, each step an update); the measurement is the output y (after its activation) against
 the target (class indices become one-hot), at the steps where the loss counts.
 
+Numerics: y and the targets are in the same units (the output after its activation); H goes
+through that activation (a one-hot d out, not the fused sigmoid+bce shortcut of the loss);
+P is symmetrised after each update; the weight estimate is kept in float64 between updates
+(see weights()), whatever the network's dtype.
+
 Settings (`training.dekf:`): p0 (P(0) = p0 I), r, r_end, q, q_end, tau (annealing time
 constant, in updates), groups (`unit` | `global`).
 """
@@ -114,6 +119,7 @@ class DEKF:
             self.valid[i, :len(g)] = True
         self.P = self.s["p0"] * np.eye(m)[None] * (self.valid[:, :, None] & self.valid[:, None, :])
         self.t = 0  # updates done
+        self.w = None  # the float64 weight estimate between updates (see weights())
 
     # -- the weights as one flat float64 vector ---------------------------------------------------
     def flat(self) -> np.ndarray:
@@ -188,44 +194,65 @@ class DEKF:
             per.append((L, sorted(steps.items())))
         return per
 
+    def jacobian(self, inputs: dict, b: int, t: int, names) -> tuple[np.ndarray, np.ndarray]:
+        """(y, H) at step t of sequence b: y the outputs `names` after their activation (the
+        units the targets are in), H (weights, sum of their sizes) = d y / d w, exact: the prefix
+        0..t is run again with the current weights and each output component is backpropagated
+        (a one-hot d out, which goes through the output's activation derivative)."""
+        net = self.net
+        xp, be = net.xp, net.backend
+        prefix = {k: v[:t + 1, b:b + 1] for k, v in inputs.items()}
+        arrays, reads = net._prepare(prefix, None, None)
+        tape = net.executor.forward(net.params, net.consts, arrays, reads)
+        ys, cols = [], []
+        for name in names:
+            ys.append(np.asarray(be.to_numpy(tape.out[name][t, 0]), dtype=np.float64))
+            for k in range(tape.out[name].shape[-1]):
+                g = xp.zeros(tape.out[name].shape, dtype=tape.out[name].dtype)
+                g[t, 0, k] = 1
+                grads = net.executor.backward(tape, net.params, net.consts, {name: g}, {}, reads)
+                cols.append(self._grad_flat(grads))
+        return np.concatenate(ys), np.stack(cols, axis=1)
+
+    def weights(self) -> np.ndarray:
+        """The filter's weight estimate in float64. It is kept here between updates, so that a
+        float32 network does not round away the small late updates; if the network's
+        parameters were changed from outside (they no longer equal the kept estimate in their
+        own dtype), they are read again."""
+        w = self.flat()
+        if self.w is not None and self.w.shape == w.shape:
+            dtype = np.asarray(self.net.backend.to_numpy(self.net.params[self.names[0]])).dtype
+            if np.array_equal(self.w.astype(dtype).astype(np.float64), w):
+                return self.w.copy()
+        return w
+
     def train_batch(self, batch) -> float:
         """Per-step DEKF updates over the batch's sequences, one after the other. Returns the
         mean squared error of the measurements before their updates."""
-        net = self.net
-        xp = net.xp
-        be = net.backend
         sq, count = 0.0, 0
-        w = self.flat()
+        w = self.weights()
         for b, (L, steps) in enumerate(self._measurements(batch)):
             for t, targets in steps:
-                inputs = {k: v[:t + 1, b:b + 1] for k, v in batch.inputs.items()}
-                arrays, reads = net._prepare(inputs, None, None)
-                tape = net.executor.forward(net.params, net.consts, arrays, reads)
-                ys, ds, cols = [], [], []
-                for name, d in targets.items():
-                    y = np.asarray(be.to_numpy(tape.out[name][t, 0]), dtype=np.float64)
-                    ys.append(y)
-                    ds.append(d)
-                    for k in range(len(d)):
-                        g = xp.zeros(tape.out[name].shape, dtype=tape.out[name].dtype)
-                        g[t, 0, k] = 1
-                        grads = net.executor.backward(tape, net.params, net.consts, {name: g}, {}, reads)
-                        cols.append(self._grad_flat(grads))
-                y, d = np.concatenate(ys), np.concatenate(ds)
+                y, H = self.jacobian(batch.inputs, b, t, list(targets))
+                d = np.concatenate(list(targets.values()))
                 err = d - y
                 if not np.all(np.isfinite(err)):
                     raise TrainingError("optimizer: dekf: the output is NaN or Inf")
                 sq += float(err @ err) / len(err)
                 count += 1
-                w = self.update(w, np.stack(cols, axis=1), err)
+                w = self.update(w, H, err)
                 if not np.all(np.isfinite(w)):
                     raise TrainingError("optimizer: dekf: a weight became NaN or Inf; raise training.dekf.r")
                 self._unflat_into(w)
+                self.w = w.copy()
         return sq / max(count, 1)
 
     # -- checkpointing --------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"step": np.asarray(self.t, dtype=np.int64), "P": self.P}
+        out = {"step": np.asarray(self.t, dtype=np.int64), "P": self.P}
+        if self.w is not None:
+            out["w"] = self.w
+        return out
 
     def load_state(self, state: dict, asarray) -> None:
         P = np.asarray(state.get("P"))
@@ -234,3 +261,5 @@ class DEKF:
                                 f"(a dekf optimizer over this network's parameters and groups)")
         self.P = P.astype(np.float64)
         self.t = int(state.get("step", 0))
+        w = state.get("w")
+        self.w = None if w is None or np.asarray(w).shape != (self.size,) else np.asarray(w, dtype=np.float64)

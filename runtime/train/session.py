@@ -138,6 +138,7 @@ def _resume_run(path: Path, program, spec: dict, info: dict, opts: Options, prog
         info.setdefault("resumed", []).append(entry)
 
         def apply_overrides():  # trained up to a checkpoint without a NaN: the run's spec from now on
+            trainer.undo_overrides = _undo(path / "spec.yaml", opts.overrides)
             rundir.write_spec(path, spec)
             rundir.write_resolved_spec(path, spec, cfg, task)
             entry["applied"] = True
@@ -191,6 +192,31 @@ def final_evaluation(task, net) -> dict:
         ev["baseline"] = task.baseline()
     ev = {"metric": task.metric, "higher_is_better": bool(task.higher_is_better), **ev}
     return ev
+
+
+def _undo(spec_file: Path, overrides) -> list[str]:
+    """The --set items that give back the values which `overrides` replace in spec_file (for the message
+    of a NaN after the overrides reached spec.yaml); a key the spec did not set is named as such."""
+    import json
+
+    import yaml
+
+    try:
+        old = yaml.safe_load(spec_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    undo = []
+    for item in overrides:
+        key = str(item).split("=", 1)[0].strip()
+        value, found = old, True
+        for part in key.split("."):
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            else:
+                found = False
+                break
+        undo.append(f"--set {key}={json.dumps(value)}" if found else f"({key} was not set before)")
+    return undo
 
 
 FAR_FROM_BASELINE = 5.0  # a lower-is-better metric this many times the baseline's is a warning

@@ -96,6 +96,7 @@ class Trainer:
         self.stop_requested = False
         self.stop_signal = None  # SIGINT or SIGTERM: the exit status is 128 + it
         self.before_save = None  # called once, before the first checkpoint is written (resume_run)
+        self.undo_overrides = None  # after it ran: the --set items that restore the spec's earlier values
         self.spec_hash = checkpoint.spec_hash(self.program.spec)
         self.ridge_info = None
         self._t0 = time.monotonic()
@@ -219,6 +220,9 @@ class Trainer:
             keep = "no checkpoint had been written yet"
         if self.before_save is not None and self.rundir:
             keep += ", with the settings before this resume's --set overrides (they were not kept in spec.yaml)"
+        elif self.undo_overrides and self.rundir:
+            keep += (f"; this resume's --set overrides trained to a checkpoint and are now in spec.yaml: to go back "
+                     f"to the earlier settings, resume with {' '.join(self.undo_overrides)}")
         raise TrainingError(f"step {step} (epoch {epoch + 1}, batch {b + 1}): {what} is NaN or Inf, first in "
                             f"{where}; training stopped, {keep}; try a lower lr or clip_norm")
 

@@ -187,3 +187,65 @@ def test_weight_decay_with_dekf_is_refused(tmp_path):
     (tmp_path / "s.yaml").write_text(CLI_SPEC.replace("  batch_size: 1\n", "  batch_size: 1\n  weight_decay: 0.1\n"))
     r = cli_in(tmp_path, ["run", "s.yaml", "-q", "--no-report"])
     assert r.exit_code != 0 and "weight_decay is not read by optimizer dekf" in r.output
+
+
+def test_the_measurement_jacobian_is_d_output_after_its_sigmoid_by_finite_differences():
+    """H is the derivative of y (after the output's sigmoid, the units the 0/1 targets are in)
+    at step t, including everything before t: central differences of the forward pass in
+    float64, weight by weight, on a peephole LSTM with a bce output (whose loss gradient is
+    fused with the sigmoid; the measurement Jacobian must not be)."""
+    program = compile_spec(yaml.safe_load(LSTM))
+    net = Network(program, dtype="float64", seed=3)
+    rng = np.random.default_rng(4)
+    for n in net.trainable:  # weights large enough that the sigmoid' factor is far from 1/4
+        net.params[n] = rng.uniform(-1.5, 1.5, np.shape(net.params[n]))
+    dekf = DEKF(net, {"groups": "unit"})
+    x = rng.uniform(-1, 1, (6, 1, 2))
+    t = 4
+    y, H = dekf.jacobian({"x": x}, 0, t, ["y"])
+    out = net.forward({"x": x})["y"]
+    np.testing.assert_allclose(y, out[t, 0], rtol=0, atol=1e-14)
+    w0 = dekf.flat()
+    eps = 1e-6
+    fd = np.zeros_like(H)
+    for j in range(dekf.size):
+        for sign in (1, -1):
+            w = w0.copy()
+            w[j] += sign * eps
+            dekf._unflat_into(w)
+            fd[j] += sign * net.forward({"x": x})["y"][t, 0] / (2 * eps)
+    dekf._unflat_into(w0)
+    np.testing.assert_allclose(H, fd, rtol=0, atol=1e-8)
+    assert np.abs(H).max() > 1e-2  # a real test: the outputs depend on the weights
+
+
+def test_a_float32_network_keeps_the_filters_small_updates_in_float64():
+    """Late in training the Kalman steps are far below float32's resolution of the weights;
+    the filter keeps its own float64 estimate between strings, so a float32 network follows
+    the same trajectory as the float64 one (up to float32 rounding of the forward pass),
+    while re-reading the rounded float32 weights each string would lose those steps."""
+    program = compile_spec(yaml.safe_load(TWO_WEIGHTS))
+    nets = {d: Network(program, dtype=d, seed=0) for d in ("float32", "float64")}
+    nets["forgetful"] = Network(program, dtype="float32", seed=0)
+    filters = {}
+    for d, net in nets.items():
+        dt = "float32" if d == "forgetful" else d
+        net.params["x->h"] = np.array([[0.7]], dtype=dt)
+        net.params["h->h@1"] = np.array([[-0.4]], dtype=dt)
+        # tiny p0, no q and a huge r: the steps are ~1e-10, below float32's spacing at 0.7 (6e-8)
+        filters[d] = DEKF(net, {"p0": 1e-4, "r": 1e4, "r_end": 1e4, "q": 0.0, "q_end": 0.0, "tau": 1.0})
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        xs = rng.uniform(-1, 1, 5)
+        ds = 0.8 * np.sin(np.cumsum(xs))
+        filters["forgetful"].w = None  # re-read the float32 weights, as before the float64 estimate
+        for f in filters.values():
+            f.train_batch(Batch({"x": xs[:, None, None]}, {"h": ds[:, None, None]}, None, {}))
+    w32, w64 = filters["float32"].weights(), filters["float64"].weights()
+    moved = np.abs(w64 - np.array([0.7, -0.4])[[filters["float64"].names.index(n) for n in ("x->h", "h->h@1")]])
+    assert moved.max() > 1e-7  # the filter moved the weights by more than a float32 step in total
+    np.testing.assert_allclose(w32, w64, rtol=0, atol=5e-8)  # float32 forward passes: ~1e-8 apart
+    lossy = filters["forgetful"].flat()
+    assert np.abs(lossy - w64).max() > 5 * np.abs(w32 - w64).max()  # rounded after every string
+    # and the state a checkpoint holds carries the float64 estimate
+    assert np.array_equal(filters["float32"].state()["w"], w32)

@@ -164,6 +164,14 @@ class AnBnCn(Task):
         groups = batched(self.test_ns(), VALIDATION_BATCH)
         return self._score(net, zip(groups, self.validation()), self.test_n[0])
 
+    def train_solved(self, net) -> bool:
+        """True when every string with n in train_n is predicted right (the stopping rule of Gers &
+        Schmidhuber 2001: train until the training set is learned; early_stopping.train_solved)."""
+        if "_train_set" not in self.__dict__:
+            ns = list(range(self.train_n[0], self.train_n[1] + 1))
+            self._train_set = [(g, self.batch_of(g)) for g in batched(ns, VALIDATION_BATCH)]
+        return self._score(net, self._train_set, self.train_n[0])["first_unsolved_n"] is None
+
     def final_evaluate(self, net) -> dict:
         """`evaluate` over eval_n (every n, in padded batches of EVAL_STEPS symbols or fewer),
         with the curve `solved_by_n`: [[n, 1 if the string for n is predicted right else 0], ...]."""

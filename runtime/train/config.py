@@ -34,6 +34,7 @@ class Config:
     validation_split: float | None = None
     eval_every: int = 1
     optimizer_settings: dict = field(default_factory=dict)  # training: keys the optimizer reads (betas, eps, ...)
+    train_solved: bool = False  # early_stopping.train_solved: stop once the task's training set is solved
 
     @classmethod
     def from_training(cls, t: dict | None) -> Config:
@@ -55,13 +56,15 @@ class Config:
             ridge_alpha=float(ridge.get("alpha", 1e-6)), washout=int(ridge.get("washout", 0)),
             ridge_noise=float(ridge.get("noise", 0.0)), ridge_solver=str(ridge.get("solver", "solve")),
             checkpoint_every=int(ckpt.get("every", 1)), keep=int(ckpt.get("keep", 3)),
-            patience=None if stop is None else int(stop.get("patience", 5)),
+            patience=None if stop is None or ("patience" not in stop and stop.get("train_solved"))
+            else int(stop.get("patience", 5)),
             min_delta=float((stop or {}).get("min_delta", 0.0)),
             restore_best=bool((stop or {}).get("restore_best", True)),
             validation_split=t.get("validation_split"),
             optimizer_settings={k: tuple(v) if isinstance(v, (list, tuple)) else v
                                 for k, v in ((k, t.get(k, d)) for k, d in (kind.settings if kind else {}).items())
                                 if k not in ("momentum", "weight_decay")},
+            train_solved=bool((stop or {}).get("train_solved", False)),
         )
 
     def optimizer_options(self) -> dict:

@@ -32,8 +32,10 @@ def resolved_training(cfg: Config) -> dict:
          "ridge": ({"alpha": cfg.ridge_alpha, "washout": cfg.washout, "noise": cfg.ridge_noise,
                     "solver": cfg.ridge_solver} if cfg.method == "ridge" else None),
          "checkpoint": {"every": cfg.checkpoint_every, "keep": cfg.keep},
-         "early_stopping": ({"patience": cfg.patience, "min_delta": cfg.min_delta, "restore_best": cfg.restore_best}
-                            if cfg.patience is not None else None),
+         "early_stopping": ({k: v for k, v in (("patience", cfg.patience), ("min_delta", cfg.min_delta),
+                                                ("restore_best", cfg.restore_best),
+                                                ("train_solved", cfg.train_solved or None)) if v is not None}
+                            if cfg.patience is not None or cfg.train_solved else None),
          "validation_split": cfg.validation_split}
     return {k: v for k, v in t.items() if v is not None}
 

@@ -75,6 +75,10 @@ class Trainer:
             self.optimizer = DEKF(net, config.optimizer_settings.get("dekf"))
         else:
             self.optimizer = make_optimizer(config.optimizer, net.xp, net.trainable, **config.optimizer_options())
+        if config.train_solved and not callable(getattr(task, "train_solved", None)):
+            raise TrainingError(f"training.early_stopping.train_solved: the data task "
+                                f"'{getattr(task, 'name', '?')}' has no solved training set (anbncn and anbn "
+                                f"have one); remove train_solved or use patience")
         self.rng = np.random.default_rng(config.seed)
         self.pos = Position()
         self.best = None  # {"epoch", "value", "monitor"}
@@ -245,7 +249,9 @@ class Trainer:
             record["teacher_p"] = p
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             record[self.task.metric] = _scalar(self.task.evaluate(self.net).get(self.task.metric))
-        stop = False
+        stop = solved = False
+        if cfg.train_solved:  # Gers & Schmidhuber 2001: train until the training set is learned
+            solved = record["train_solved"] = bool(self.task.train_solved(self.net))
         if cfg.patience:
             monitor, value = ("val_loss", val) if val is not None else ("loss", train_loss)
             if self.best is None or value < self.best["value"] - cfg.min_delta:
@@ -260,6 +266,10 @@ class Trainer:
         self.history.append(record)
         self._log(record)
         self.progress.epoch_end(record)
+        if solved:
+            self.progress.message(f"early stopping after epoch {epoch + 1}: every training string is solved "
+                                  f"(early_stopping.train_solved)")
+            return record, True
         if stop:
             restored = cfg.restore_best and self._restore_best()
             self.progress.message(f"early stopping after epoch {epoch + 1}: {self.best['monitor']} has not "

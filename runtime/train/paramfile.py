@@ -35,7 +35,8 @@ def load(path, program) -> checkpoint.Checkpoint:
         raise CheckpointError(f"{path} is a folder; --params takes a file (.npz: a parameter file written by "
                               f"`timeloom import`, or a checkpoint such as RUNDIR/checkpoints/ckpt-*.npz)")
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such parameter file")
+        what = "is not a regular file (a device, a pipe, ...)" if path.exists() else "no such parameter file"
+        raise CheckpointError(f"{path}: {what}; --params takes an .npz file")
     if is_checkpoint(path):
         ckpt = checkpoint.load(path)
         checkpoint.check_fits(ckpt, program)

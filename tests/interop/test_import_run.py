@@ -119,6 +119,7 @@ def test_params_refusals(exported):
     refused(cli_in(exported, ["run", "wide.yaml", "--params", "imp.npz", "--evaluate"]),
             "'h->h@1' has shape (5, 5), the spec needs (6, 6)")
     refused(cli_in(exported, ["run", "imp.yaml", "--params", "nothing.npz", "--evaluate"]), "no such parameter file")
+    refused(cli_in(exported, ["run", "imp.yaml", "--params", "/dev/null", "--evaluate"]), "not a regular file")
     with np.load(exported / "imp.npz") as f:
         arrays = {k: f[k] for k in f.files}
     arrays["h.bias"] = arrays["h.bias"].astype(np.int64)

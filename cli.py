@@ -86,27 +86,41 @@ def _load(spec: Path):
         _fail(e)
 
 
+SUMMARY_ITEMS = 32  # a longer list in the compile summary is cut, with the number left out
+
+
+def _some(items: list, what: str, indent: str = "") -> list:
+    """items, or the first SUMMARY_ITEMS of them and one saying how many more `what` there are."""
+    if len(items) <= SUMMARY_ITEMS:
+        return items
+    return items[:SUMMARY_ITEMS] + [f"{indent}... and {len(items) - SUMMARY_ITEMS:,} more {what}"]
+
+
 def _summary(program) -> str:
     s = program.summary()
     lines = [f"{s['name']}: {len(s['units'])} units, {s['parameters']:,} trainable parameters"
              + (f", {s['fixed_parameters']:,} fixed" if s["fixed_parameters"] else "")]
-    lines.append("  inputs:  " + ", ".join(f"{n}[{k}]" for n, k in s["inputs"].items()))
-    lines.append("  units:   " + ", ".join(f"{n}[{k}]" for n, k in s["units"].items()))
-    lines.append("  outputs: " + (", ".join(f"{o.unit} ({o.loss}, at {o.at})" for o in program.outputs.values())
-                                  or "none"))
+    lines.append("  inputs:  " + ", ".join(_some([f"{n}[{k}]" for n, k in s["inputs"].items()], "inputs")))
+    lines.append("  units:   " + ", ".join(_some([f"{n}[{k}]" for n, k in s["units"].items()], "units")))
+    lines.append("  outputs: " + (", ".join(_some([f"{o.unit} ({o.loss}, at {o.at})" for o in program.outputs.values()],
+                                                   "outputs")) or "none"))
     lines.append("  parameters:")
+    rows = []
     for name, p in program.params.items():
         count = 1
         for d in p.shape:
             count *= d
         flag = "" if p.trainable else "  (fixed)"
-        lines.append(f"    {name:32s} {str(tuple(p.shape)):>12s} {count:>9,}{flag}")
+        rows.append(f"    {name:32s} {str(tuple(p.shape)):>12s} {count:>9,}{flag}")
+    lines += _some(rows, "parameters", "    ")
     rec = [c for c in program.components if c.recurrent]
     lines.append(f"  recurrent components: {len(rec)}")
+    comps = []
     for c in rec:
         way = "forward" if c.direction > 0 else "backward"
         delays = ", ".join(str(d) for d in c.delays if d)
-        lines.append(f"    [{way}, delays {delays}] " + " -> ".join(c.units))
+        comps.append(f"    [{way}, delays {delays}] " + " -> ".join(_some(list(c.units), "units")))
+    lines += _some(comps, "components", "    ")
     return "\n".join(lines)
 
 

@@ -346,3 +346,23 @@ def test_evenly_keeps_the_first_and_the_last():
 
 def test_budget_error_is_a_timeloom_error():
     assert issubclass(budget.BudgetError, TimeloomError)
+
+
+def test_the_compile_summary_of_a_wide_net_is_cut_with_a_count(tmp_path):
+    """100 units (300 parameters, 100 components): each list stops at cli.SUMMARY_ITEMS with the number
+    left out, instead of one line per item (a 4,097-unit spec printed 120 KB)."""
+    n = 100
+    spec = {"timeloom": 1, "name": "wide", "inputs": {"x": {"size": 1}},
+            "units": {f"u{i}": {"size": 1} for i in range(n)},
+            "connections": [{"from": "x", "to": f"u{i}"} for i in range(n)]
+            + [{"from": f"u{i}", "to": f"u{i}", "delay": 1} for i in range(n)],
+            "outputs": {"u0": {"loss": "mse"}}}
+    path = tmp_path / "wide.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(cli.app, ["compile", str(path)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    k = cli.SUMMARY_ITEMS
+    assert f"... and {n - k} more units" in out and f"... and {3 * n - k} more parameters" in out
+    assert f"... and {n - k} more components" in out
+    assert out.count("(1, 1)") == k  # parameter rows shown

@@ -278,9 +278,14 @@ def test_a_checkpoint_holding_nan_is_refused_with_the_parameter_name(tiny, tmp_p
 def test_an_overflowing_loss_names_the_output_and_the_largest_parameter(tmp_path):
     spec = tmp_path / "add.yaml"
     spec.write_text(ADDING)
-    result = run([spec, "--set", "training.lr=1e6", "--epochs", "3", "--no-report", "-q"], tmp_path)
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run([spec, "--set", "training.lr=1e6", "--epochs", "3", "--no-report", "-q"], tmp_path)
     assert result.exit_code == 2, result.output
     no_traceback(result.output)
+    # the message below says it all: numpy's overflow warnings are not printed before it
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
     line = next(ln for ln in result.output.splitlines() if ln.startswith("error:"))
     assert "the loss of output 'y'" in line and "the loss overflows" in line
     named = line.split("the largest parameter is '")[1].split("'")[0]

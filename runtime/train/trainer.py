@@ -107,19 +107,25 @@ class Trainer:
         previous_term = self._install_sigterm()
         self.progress.start(self)
         try:
-            if self.cfg.method == "ridge":
-                return self._fit_ridge()
-            for epoch in range(self.pos.epoch, self.cfg.epochs):
-                status = self._run_epoch(epoch)
-                if status:
-                    return self._result(status)
-            return self._result("completed")
+            # every loss and gradient is checked for NaN/Inf, and the error names the step, the output and
+            # the largest parameter (diagnose.py): numpy's overflow warnings would come first and say less
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return self._epochs()
         finally:
             self.progress.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
+
+    def _epochs(self) -> Result:
+        if self.cfg.method == "ridge":
+            return self._fit_ridge()
+        for epoch in range(self.pos.epoch, self.cfg.epochs):
+            status = self._run_epoch(epoch)
+            if status:
+                return self._result(status)
+        return self._result("completed")
 
     def _run_epoch(self, epoch: int) -> str | None:
         cfg, pos = self.cfg, self.pos

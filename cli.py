@@ -1,6 +1,7 @@
 """The `timeloom` command line: compile (validate, summarize, export/draw graphs), run (train, evaluate, generate)."""
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -148,7 +149,8 @@ def _time_loop(program) -> str:
 @app.command()
 def compile(
     spec: Path = typer.Argument(..., help="the YAML spec"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the graph to this file"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE",
+                                         help="write the graph to this file"),
     fmt: Optional[Format] = typer.Option(None, "--format", "-f",
                                          help="json|graphml|dot|png|svg (default: from the file suffix)"),
     steps: int = typer.Option(5, "--steps", "-T", min=1, help="time steps to unroll"),
@@ -180,9 +182,12 @@ def compile(
         return
     from compiler import draw
 
+    folder_name = output.endswith(("/", os.sep))  # (a Path would drop the slash: -o newdir/ is meant as a folder)
+    output = Path(output)
     kind = (fmt.value if fmt else output.suffix.lstrip(".").lower()) or "json"
-    if output.is_dir():
-        _fail(TimeloomError(f"-o {output} is a folder; give a file name, e.g. -o {output / program.name}.{kind}"))
+    if folder_name or output.is_dir():
+        _fail(TimeloomError(f"-o {output} {'is' if output.is_dir() else 'names'} a folder; give a file name, "
+                            f"e.g. -o {output / program.name}.{kind}"))
     use_unrolled = unrolled if unrolled is not None else True
     try:  # before the graph is built: refuse what cannot be drawn or held (compiler/budget.py)
         if use_unrolled:

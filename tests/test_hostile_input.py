@@ -306,7 +306,8 @@ def test_compile_output_a_folder_or_an_unwritable_path(tiny, tmp_path):
     refused(invoke("compile", tiny, "-o", f"{folder}/"), "is a folder", "give a file name", f"{folder}/tiny.json")
     refused(invoke("compile", tiny, "-o", blocker / "g.png"), "cannot write", "not a directory")
     refused(invoke("compile", tiny, "-o", tmp_path / "missing" / "g.json"), "cannot write", "no such file")
-    assert snapshot(tmp_path) == before
+    refused(invoke("compile", tiny, "-o", f"{tmp_path / 'newdir'}/"), "names a folder", f"{tmp_path}/newdir/tiny.json")
+    assert snapshot(tmp_path) == before  # (no file called newdir either)
 
 
 # -- 6. no NaN or infinity anywhere in a spec -------------------------------------------------------------

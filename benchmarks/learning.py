@@ -135,7 +135,11 @@ BENCHES = [
 # what was tried where a row misses its target (shown in the table)
 TRIED = {
     "lstm_1997": "copy lag 50 with the 1997 cell (no forget gate): 400 epochs at lr 0.01 reached 75% (seed 0); "
-                 "the 1997 paper has no copy-memory experiment to match",
+                 "round 2 (seed 0, runs cut at ~4-5 min): gers2000 start (input-gate bias -1, g in [-2, 2]) lr "
+                 "0.005: 52% at epoch 100, 67% at 345 (lr 0.01: 45% at 100); Adam eps 1e-3 + cosine: stuck "
+                 "at 21%; lr 0.02: 43% at 150; lr 0.005 cosine: 48% at 176; truncated gradient (lstm truncated: "
+                 "true): 26% at 60 (lr 0.01), 39% at 150 (gers2000, lr 0.005); batch 64 with gers2000 (best of round 2): 67% at 150, 72% at 242 epochs; batch 128: 67% at 223. None near 95%, no "
+                 "evaluation seeds run; the 1997 paper has no copy-memory experiment to match",
     "lstm_gers2000": "round 1: 2 and 4 cells without peepholes (n up to 18-26). Round 2 (tuning seeds 0-9): "
                      "peepholes + the anbncn recipe (uniform +-0.1 start, forget bias 3, weight decay 1e-3, Adam eps "
                      "1e-3, cosine) for 15 epochs: 7 of 10; 50 epochs: the n = 50 plateau is lost again (~41); "

@@ -250,7 +250,8 @@ def run(
     Example: timeloom run specs/adding_lstm.yaml --epochs 2 --set training.lr=0.01"""
     import json
 
-    from runtime.train import overrides, session
+    from compiler import load_spec
+    from runtime.train import session
     from runtime.train.progress import make_progress
 
     items = list(set_) + ([f"training.epochs={epochs}"] if epochs is not None else []) \
@@ -266,13 +267,14 @@ def run(
             if checkpoint is not None or evaluate or params is not None:
                 raise TimeloomError("--resume continues a run from its own checkpoints; "
                                     "leave out --checkpoint/--params/--evaluate")
-            program, data, info = _compile_run(resume, items, overrides, session)
+            program, data, info = session.load_run(resume, items)
             if spec is not None:
                 _same_model(_load(spec), program, spec, resume)
         elif spec is None:
             raise TimeloomError("give a SPEC to train (or --resume RUNDIR to continue a run)")
         else:
-            program, data = _compile_with(spec, items, overrides)
+            loaded = load_spec(spec, items)  # errors name the file position or the --set that caused them
+            program, data = loaded.program, loaded.spec
         for w in program.warnings:
             typer.echo(str(w), err=True)
         if dtype == "float64":  # compile_spec checked one training step in float32
@@ -313,21 +315,6 @@ def run(
         typer.echo(json.dumps(report.evaluation, default=str))
     if report.result is not None and report.result.status == "interrupted":
         raise typer.Exit(128 + (report.result.signal or 2))  # 130 after Ctrl-C, 143 after SIGTERM
-
-
-def _compile_with(spec: Path, items, overrides=None):
-    """(program, spec dict) of SPEC with --set overrides (compiler.load_spec); errors name the
-    file position or the --set that caused them."""
-    from compiler import load_spec
-
-    loaded = load_spec(spec, items)
-    return loaded.program, loaded.spec
-
-
-def _compile_run(rundir: Path, items, overrides=None, session=None):
-    from runtime.train import session as _session
-
-    return _session.load_run(rundir, items)
 
 
 def _same_model(given, program, spec: Path, rundir: Path) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler import compile_spec
 from compiler.errors import CheckpointError, DataError
 
 from . import checkpoint, rundir, tasks

@@ -253,13 +253,26 @@ def _explain_yaml(e: yaml.MarkedYAMLError, text: str) -> str:
 
 
 MAX_SPEC_BYTES = 64 << 20  # a spec is text a person writes; beyond this it is not one
+NOT_REGULAR = "not a regular file (a device, a pipe or a socket)"
+
+
+def file_kind(path) -> str | None:
+    """None for a regular file, else what `path` is instead: "missing", "a folder" or NOT_REGULAR (reading
+    a device such as /dev/zero or a pipe may never end). The one check before the spec, data,
+    parameter and ONNX files are read."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if not path.exists():
+        return "missing"
+    return "a folder" if path.is_dir() else NOT_REGULAR
 
 
 def load_file(path) -> tuple[object, Positions]:
     path = Path(path)
     try:
-        if path.exists() and not path.is_dir() and not path.is_file():  # reading /dev/zero or a pipe never ends
-            raise SpecError([SpecIssue(str(path), 0, 0, "", "is not a regular file (a device, a pipe or a socket); "
+        if file_kind(path) == NOT_REGULAR:
+            raise SpecError([SpecIssue(str(path), 0, 0, "", f"is {NOT_REGULAR}; "
                                                             "give a YAML file such as specs/elman.yaml")])
         if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
             raise SpecError([SpecIssue(str(path), 0, 0, "", f"holds {path.stat().st_size:,} bytes, more than a spec "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler.loader import NOT_REGULAR, file_kind
 from runtime.primitives import ACTIVATIONS
 
 from .errors import InteropError, UnsupportedError, node_label
@@ -42,8 +43,8 @@ def import_onnx(model, name: str | None = None) -> OnnxImport:
     where = "the ONNX model"
     if isinstance(model, (str, Path)):
         where = str(model)
-        if Path(model).exists() and not Path(model).is_file() and not Path(model).is_dir():  # /dev/zero, a pipe
-            raise InteropError(f"{model} is not a regular file (a device, a pipe or a socket); give an .onnx file")
+        if file_kind(model) == NOT_REGULAR:  # /dev/zero, a pipe: reading would never end
+            raise InteropError(f"{model} is {NOT_REGULAR}; give an .onnx file")
         if Path(model).is_file() and Path(model).stat().st_size == 0:
             raise InteropError(f"{model} is empty (0 bytes), not an ONNX model; export the model again")
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import DataError
+from compiler.loader import file_kind
 
 MAX_MB = 512  # the default of data.max_mb
 MIB = 2 ** 20
@@ -37,10 +38,10 @@ def _mb(n: int) -> str:
 def check_file(path: Path, where: str, limit: int) -> Path:
     """`path` if it is a regular file of at most `limit` bytes; a DataError naming `data.WHERE` otherwise."""
     path = Path(path)
-    if not path.exists():
+    kind = file_kind(path)
+    if kind == "missing":
         raise DataError(f"data.{where}: no such file {path} (paths are relative to the spec file's folder)")
-    if not path.is_file():
-        kind = "a folder" if path.is_dir() else "not a regular file (a device, a pipe or a socket)"
+    if kind is not None:
         raise DataError(f"data.{where}: {path} is {kind}; give the path of a data file")
     size = path.stat().st_size
     if size > limit:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import CheckpointError
+from compiler.loader import file_kind
 
 from . import checkpoint
 
@@ -31,11 +32,12 @@ def is_checkpoint(path) -> bool:
 def load(path, program) -> checkpoint.Checkpoint:
     """The parameters in `path` for `program`, checked (CheckpointError names the file and the fix)."""
     path = Path(path)
-    if path.is_dir():
+    kind = file_kind(path)
+    if kind == "a folder":
         raise CheckpointError(f"{path} is a folder; --params takes a file (.npz: a parameter file written by "
                               f"`timeloom import`, or a checkpoint such as RUNDIR/checkpoints/ckpt-*.npz)")
-    if not path.is_file():
-        what = "is not a regular file (a device, a pipe, ...)" if path.exists() else "no such parameter file"
+    if kind is not None:
+        what = "no such parameter file" if kind == "missing" else f"is {kind}"
         raise CheckpointError(f"{path}: {what}; --params takes an .npz file")
     if is_checkpoint(path):
         ckpt = checkpoint.load(path)

@@ -21,15 +21,15 @@ def is_metadata(key: str) -> bool:
     return key.startswith("_") or "/" in key or key == "meta"
 
 
-def read_params(path) -> dict:
-    """{name: float64 array} from an .npz file (metadata keys left out)."""
+def read_params(path, dtype=np.float64) -> dict:
+    """{name: array of `dtype`} from an .npz file (metadata keys left out); dtype=None: as stored."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             if any(k.startswith("param/") for k in f.files):  # a training checkpoint
-                return {k[len("param/"):]: np.asarray(f[k], dtype=np.float64) for k in f.files
+                return {k[len("param/"):]: np.asarray(f[k], dtype=dtype) for k in f.files
                         if k.startswith("param/")}
-            return {k: np.asarray(f[k], dtype=np.float64) for k in f.files if not is_metadata(k)}
+            return {k: np.asarray(f[k], dtype=dtype) for k in f.files if not is_metadata(k)}
     except FileNotFoundError as e:
         raise ParamsError(f"{path}: no such parameter file") from e
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:

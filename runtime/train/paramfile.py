@@ -43,14 +43,14 @@ def load(path, program) -> checkpoint.Checkpoint:
         ckpt = checkpoint.load(path)
         checkpoint.check_fits(ckpt, program)
         return checkpoint.Checkpoint(path, dict(ckpt.params), {}, dict(ckpt.meta))
-    from interop.params import check_params, is_metadata, read_params
+    from interop.params import check_params, read_params
 
-    values = read_params(path)
-    with np.load(path, allow_pickle=False) as f:  # read_params made them float64: refuse what that would hide
-        for k in f.files:
-            if not is_metadata(k) and f[k].dtype.kind not in "f":
-                raise CheckpointError(f"{path}: parameter '{k}' holds {f[k].dtype} values; parameters are real "
-                                      "floating-point numbers")
+    stored = read_params(path, dtype=None)  # as stored: refuse what a float64 copy would hide
+    for k, a in stored.items():
+        if a.dtype.kind != "f":
+            raise CheckpointError(f"{path}: parameter '{k}' holds {a.dtype} values; parameters are real "
+                                  "floating-point numbers")
+    values = {k: a.astype(np.float64) for k, a in stored.items()}
     check_params({n: p.shape for n, p in program.params.items()}, values, f"the parameters in {path}")
     for name, v in values.items():
         if not np.all(np.isfinite(v)):

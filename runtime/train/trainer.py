@@ -103,8 +103,10 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> Result:
-        previous = self._install_sigint()
-        previous_term = self._install_sigterm()
+        previous = self._install_stop(signal.SIGINT, "interrupted: finishing this step and saving a checkpoint "
+                                                     "(Ctrl-C again to quit at once)")
+        previous_term = self._install_stop(signal.SIGTERM, "terminated (SIGTERM): finishing this step and "
+                                                           "saving a checkpoint")
         self.progress.start(self)
         try:
             # every loss and gradient is checked for NaN/Inf, and the error names the step, the output and
@@ -366,11 +368,7 @@ class Trainer:
         if not resume:
             return
         meta = ckpt.meta
-        if meta.get("method", "bptt") != self.cfg.method or \
-                (self.cfg.method == "bptt" and meta.get("optimizer") != self.cfg.optimizer):
-            raise CheckpointError(f"{ckpt.path} was trained with method {meta.get('method')}, optimizer "
-                                  f"{meta.get('optimizer')}; resume with the same training settings")
-        checkpoint.check_resume(ckpt, self.cfg, self.program)
+        checkpoint.check_resume(ckpt, self.cfg, self.program)  # the same method and optimizer, the whole state
         try:
             self.optimizer.load_state(ckpt.optimizer, self.net.backend.asarray)
         except TrainingError as e:
@@ -393,32 +391,19 @@ class Trainer:
         return Result(status, self.pos, self.history, self.last_checkpoint, self.best, self.ridge_info,
                       self.stop_signal if status == "interrupted" else None)
 
-    def _install_sigint(self):
+    def _install_stop(self, signum, message: str):
+        """SIGINT (Ctrl-C) and SIGTERM (sent by `timeout`, SLURM, Ray, kill) alike: finish the step,
+        save a checkpoint, exit with 128 + the signal (130, 143); a second one stops at once."""
         if threading.current_thread() is not threading.main_thread():
             return None
 
-        def on_sigint(signum, frame):
+        def on_signal(sig, frame):
             if self.stop_requested:
-                raise KeyboardInterrupt
-            self.stop_requested, self.stop_signal = True, signum
-            self.progress.message("interrupted: finishing this step and saving a checkpoint "
-                                  "(Ctrl-C again to quit at once)")
+                raise Terminated(sig)
+            self.stop_requested, self.stop_signal = True, sig
+            self.progress.message(message)
 
-        return signal.signal(signal.SIGINT, on_sigint)
-
-    def _install_sigterm(self):
-        """SIGTERM (sent by `timeout`, SLURM, Ray, kill) is handled like Ctrl-C: finish the step,
-        save a checkpoint, exit with 143; a second one stops at once."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def on_sigterm(signum, frame):
-            if self.stop_requested:
-                raise Terminated(signum)
-            self.stop_requested, self.stop_signal = True, signum
-            self.progress.message("terminated (SIGTERM): finishing this step and saving a checkpoint")
-
-        return signal.signal(signal.SIGTERM, on_sigterm)
+        return signal.signal(signum, on_signal)
 
 
 def _scalar(v):
@@ -434,7 +419,7 @@ def _as_window(batch):
 
 
 class Terminated(KeyboardInterrupt):
-    """A second SIGTERM: stop at once, without saving (the exit status is 128 + `signum`)."""
+    """A second SIGINT or SIGTERM: stop at once, without saving (the exit status is 128 + `signum`)."""
 
     def __init__(self, signum: int):
         super().__init__(f"signal {signum}")

@@ -232,32 +232,23 @@ def _positive_int(v) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
 
-def _range_hi(v, default) -> int:
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(_positive_int(x) or x == 0 for x in v):
-        return int(v[1])
-    return default
+def _task(data):
+    """The task class the data: section names (runtime.data.TASKS), or None."""
+    if not isinstance(data, dict):
+        return None
+    from runtime.data import TASKS
+
+    return TASKS.get(data.get("task", "files" if "files" in data else None))
 
 
 def sequence_steps(data: dict) -> int | None:
     """The longest training sequence T the data section describes, from its numbers alone
-    (nothing is generated or read); None when it cannot be known before loading the data."""
-    if not isinstance(data, dict):
-        return None
-    task = data.get("task", "files" if "files" in data else None)
-    get = data.get
-    if task == "adding":
-        return _positive_int(get("length", 100))
-    if task == "copy_memory":
-        lag, k = _positive_int(get("lag", 10)), _positive_int(get("copy_length", 10))
-        return 2 * k + lag if lag and k else None
-    if task == "mackey_glass":
-        return _positive_int(get("seq_len")) or _positive_int(get("length", 3000))
-    if task in ("anbncn", "anbn"):
-        n = max(_range_hi(get("train_n"), 10), _range_hi(get("test_n"), 50))
-        return (3 if task == "anbncn" else 2) * n + 2
-    if task == "embedded_reber":
-        return None
-    return _positive_int(get("seq_len", 100 if task == "text" else None))
+    (nothing is generated or read: the task's own `sequence_steps`); None when it cannot be known
+    before loading the data."""
+    kind = _task(data)
+    if kind is None:
+        return _positive_int(data.get("seq_len")) if isinstance(data, dict) else None
+    return kind.sequence_steps({k: v for k, v in data.items() if k != "task"})
 
 
 _FRESH_DEFAULT = {"adding": 10000, "copy_memory": 10000, "anbncn": 1000, "anbn": 1000}
@@ -283,10 +274,8 @@ def batch_size(data: dict, training: dict) -> int:
 
 def steps_setting(data: dict) -> str:
     """The data: key(s) that set T, for messages."""
-    task = (data or {}).get("task") if isinstance(data, dict) else None
-    return {"adding": "data.length", "copy_memory": "data.lag (T = lag + 2 copy_length)",
-            "mackey_glass": "data.seq_len (or data.length)", "anbncn": "data.train_n/test_n",
-            "anbn": "data.train_n/test_n"}.get(task, "data.seq_len")
+    kind = _task(data)
+    return kind.STEPS_SETTING if kind is not None else "data.seq_len"
 
 
 def estimate_spec(spec: dict, inputs, units, connections, dtype: str = "float32") -> Estimate:

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Batch, Task, as_rng, check_int, seeded_rng, to_numpy
+from .base import Batch, Task, as_rng, check_int, positive_int, seeded_rng, to_numpy
 from .limits import check_numbers, check_series
 from .metrics import ConstantPredictor
 
@@ -46,6 +46,11 @@ class Adding(Task):
     metric = "mse"
     higher_is_better = False
     PARAMS: ClassVar[dict] = {"length": 100, "train_size": None, "test_size": 1000}
+    STEPS_SETTING: ClassVar[str] = "data.length"
+
+    @classmethod
+    def sequence_steps(cls, params: dict) -> int | None:
+        return positive_int({**cls.PARAMS, **params}["length"])
 
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)

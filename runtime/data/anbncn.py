@@ -34,6 +34,7 @@ import numpy as np
 from .base import (
     Batch,
     Task,
+    positive_int,
     as_rng,
     batched,
     check_choice,
@@ -91,6 +92,17 @@ class AnBnCn(Task):
     letters = 3
     PARAMS: ClassVar[dict] = {"train_n": [1, 10], "test_n": [1, 50], "train_size": None, "mode": "next_symbol",
                               "eval_n": None}
+    STEPS_SETTING: ClassVar[str] = "data.train_n/test_n"
+
+    @classmethod
+    def sequence_steps(cls, params: dict) -> int | None:
+        """S, `letters` runs of n symbols and # for the largest n trained or tested."""
+        p = {**cls.PARAMS, **params}
+
+        def top(v, default):
+            ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(positive_int(x) or x == 0 for x in v)
+            return int(v[1]) if ok else default
+        return cls.letters * max(top(p["train_n"], 10), top(p["test_n"], 50)) + 2
 
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)

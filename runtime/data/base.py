@@ -151,6 +151,11 @@ def check_choice(params: dict, name: str, choices) -> str:
 
 
 # -- the Task base class ------------------------------------------------------------------------
+def positive_int(v) -> int | None:
+    """v if it is an int > 0 (not a bool), else None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
 class Task:
     """A built-in data task bound to a program's input and output unit.
 
@@ -163,6 +168,14 @@ class Task:
     metric = "loss"
     higher_is_better = False
     PARAMS: ClassVar[dict] = {}
+    STEPS_SETTING: ClassVar[str] = "data.seq_len"  # the data: key(s) that set T (for messages)
+
+    @classmethod
+    def sequence_steps(cls, params: dict) -> int | None:
+        """The longest training sequence T that the data: section `params` describes, from its numbers
+        and PARAMS' defaults alone (nothing generated or read; compiler/budget.py estimates from it);
+        None when it cannot be known before the data is loaded."""
+        return positive_int({**cls.PARAMS, **params}.get("seq_len"))
 
     def __init__(self, program, seed: int, **params):
         self.program = program

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Task, as_rng, check_int, one_hot, seeded_rng, valid_mask
+from .base import Task, as_rng, check_int, one_hot, positive_int, seeded_rng, valid_mask
 from .limits import check_numbers, check_series
 from .metrics import EPS
 
@@ -49,6 +49,13 @@ class CopyMemory(Task):
     metric = "accuracy"
     higher_is_better = True
     PARAMS: ClassVar[dict] = {"lag": 10, "symbols": 8, "copy_length": 10, "train_size": None, "test_size": 1000}
+    STEPS_SETTING: ClassVar[str] = "data.lag (T = lag + 2 copy_length)"
+
+    @classmethod
+    def sequence_steps(cls, params: dict) -> int | None:
+        p = {**cls.PARAMS, **params}
+        lag, k = positive_int(p["lag"]), positive_int(p["copy_length"])
+        return 2 * k + lag if lag and k else None
 
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)

@@ -49,6 +49,7 @@ from .base import (
     check_float,
     check_int,
     fail,
+    positive_int,
     seeded_rng,
     to_numpy,
 )
@@ -94,6 +95,12 @@ class MackeyGlass(Task):
               "validation_split": None, "warmup": 100, "x0": None, "discard": 1000,
               "dt": 0.1, "sample_step": 1.0, "squash": False, "bias_input": None,
               "free_run_steps": None, "free_run_runs": 100}
+    STEPS_SETTING: ClassVar[str] = "data.seq_len (or data.length)"
+
+    @classmethod
+    def sequence_steps(cls, params: dict) -> int | None:
+        p = {**cls.PARAMS, **params}
+        return positive_int(p["seq_len"]) or positive_int(p["length"])  # no seq_len: one sequence
 
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)

@@ -66,6 +66,10 @@ class EmbeddedReber(Task):
     higher_is_better = True
     PARAMS: ClassVar[dict] = {"train_size": 2000, "test_size": 500}
 
+    @classmethod
+    def sequence_steps(cls, params: dict) -> None:
+        return None  # random strings: their length is known only when they are drawn
+
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)
         self.train_size = check_int(self.params, "train_size")

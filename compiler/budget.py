@@ -251,24 +251,16 @@ def sequence_steps(data: dict) -> int | None:
     return kind.sequence_steps({k: v for k, v in data.items() if k != "task"})
 
 
-_FRESH_DEFAULT = {"adding": 10000, "copy_memory": 10000, "anbncn": 1000, "anbn": 1000}
-
-
 def batch_size(data: dict, training: dict) -> int:
     """B of one training step: training.batch_size (default 32), at most the number of training
-    sequences when the sections say it (a batch never holds more sequences than there are)."""
+    sequences when the sections say it (the task's `sequences_per_epoch`: a batch never holds more
+    sequences than there are)."""
     training = training if isinstance(training, dict) else {}
     data = data if isinstance(data, dict) else {}
     B = _positive_int(training.get("batch_size", 32)) or 32
-    task = data.get("task")
-    count = _positive_int(data.get("train_size"))
-    if count is None and task in _FRESH_DEFAULT:
-        steps = _positive_int(training.get("steps_per_epoch"))
-        count = steps * B if steps and "batch_size" in training else _FRESH_DEFAULT[task]
-    if task == "embedded_reber":
-        count = count or 2000
-    if task == "mackey_glass" and not _positive_int(data.get("seq_len")):
-        count = 1  # one long sequence
+    kind = _task(data)
+    count = (kind.sequences_per_epoch({k: v for k, v in data.items() if k != "task"}, training) if kind
+             else _positive_int(data.get("train_size")))
     return min(B, count) if count else B
 
 

@@ -47,6 +47,7 @@ class Adding(Task):
     higher_is_better = False
     PARAMS: ClassVar[dict] = {"length": 100, "train_size": None, "test_size": 1000}
     STEPS_SETTING: ClassVar[str] = "data.length"
+    FRESH_TRAIN_SIZE: ClassVar[int] = 10000
 
     @classmethod
     def sequence_steps(cls, params: dict) -> int | None:
@@ -55,7 +56,7 @@ class Adding(Task):
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)
         self.length = check_int(self.params, "length", minimum=2)
-        self.train_size = self.fresh_train_size(10000)
+        self.train_size = self.fresh_train_size()
         self.test_size = check_int(self.params, "test_size")
         check_series(self.name, self.length, "data.length")
         check_numbers(self.name, "the validation sequences", self.test_size * self.length * 4, 8,

@@ -93,6 +93,7 @@ class AnBnCn(Task):
     PARAMS: ClassVar[dict] = {"train_n": [1, 10], "test_n": [1, 50], "train_size": None, "mode": "next_symbol",
                               "eval_n": None}
     STEPS_SETTING: ClassVar[str] = "data.train_n/test_n"
+    FRESH_TRAIN_SIZE: ClassVar[int] = 1000
 
     @classmethod
     def sequence_steps(cls, params: dict) -> int | None:
@@ -112,7 +113,7 @@ class AnBnCn(Task):
         self.train_n = check_range(p, "train_n", lowest)
         self.test_n = check_range(p, "test_n", lowest)
         self.eval_n = self.test_n if p.get("eval_n") is None else check_range(p, "eval_n", lowest)
-        self.train_size = self.fresh_train_size(1000)
+        self.train_size = self.fresh_train_size()
         names = "abc"[:self.letters]
         outputs = ", ".join(names) + ", #"
         if self.mode == "next_symbol":

@@ -177,6 +177,20 @@ class Task:
         None when it cannot be known before the data is loaded."""
         return positive_int({**cls.PARAMS, **params}.get("seq_len"))
 
+    FRESH_TRAIN_SIZE: ClassVar[int | None] = None  # a task drawing fresh sequences every epoch: their default count
+
+    @classmethod
+    def sequences_per_epoch(cls, params: dict, training: dict | None) -> int | None:
+        """The training sequences of one epoch from the data: and training: sections alone: data.train_size
+        (or its PARAMS default), for a task drawing fresh sequences else training.steps_per_epoch x
+        training.batch_size when both are given, else FRESH_TRAIN_SIZE; None when unknown."""
+        n = positive_int({**cls.PARAMS, **params}.get("train_size"))
+        if n is None and cls.FRESH_TRAIN_SIZE is not None:
+            training = training if isinstance(training, dict) else {}
+            steps, size = positive_int(training.get("steps_per_epoch")), positive_int(training.get("batch_size"))
+            n = steps * size if steps and size else cls.FRESH_TRAIN_SIZE
+        return n
+
     def __init__(self, program, seed: int, **params):
         self.program = program
         self.seed = int(seed)
@@ -254,14 +268,10 @@ class Task:
             return 1.0 / (1.0 + np.exp(-y))
         return y
 
-    def fresh_train_size(self, fallback: int) -> int:
-        """train_size of a task that draws fresh sequences every epoch: data.train_size, else
-        training.steps_per_epoch x training.batch_size when the spec gives both, else fallback."""
+    def fresh_train_size(self) -> int:
+        """train_size of a task that draws fresh sequences every epoch (`sequences_per_epoch`)."""
         if self.params.get("train_size") is None:
-            training = self.program.training or {}
-            steps, size = training.get("steps_per_epoch"), training.get("batch_size")
-            ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (steps, size))
-            self.params["train_size"] = steps * size if ok else fallback
+            self.params["train_size"] = type(self).sequences_per_epoch({}, self.program.training)
         return check_int(self.params, "train_size")
 
     def epoch_batches(self, batch_size: int) -> int:

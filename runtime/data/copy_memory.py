@@ -50,6 +50,7 @@ class CopyMemory(Task):
     higher_is_better = True
     PARAMS: ClassVar[dict] = {"lag": 10, "symbols": 8, "copy_length": 10, "train_size": None, "test_size": 1000}
     STEPS_SETTING: ClassVar[str] = "data.lag (T = lag + 2 copy_length)"
+    FRESH_TRAIN_SIZE: ClassVar[int] = 10000
 
     @classmethod
     def sequence_steps(cls, params: dict) -> int | None:
@@ -63,7 +64,7 @@ class CopyMemory(Task):
         self.lag = check_int(p, "lag")
         self.symbols = check_int(p, "symbols")
         self.copy_length = check_int(p, "copy_length")
-        self.train_size = self.fresh_train_size(10000)
+        self.train_size = self.fresh_train_size()
         self.test_size = check_int(p, "test_size")
         self.classes = self.symbols + 2
         T = 2 * self.copy_length + self.lag

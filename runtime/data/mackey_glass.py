@@ -102,6 +102,10 @@ class MackeyGlass(Task):
         p = {**cls.PARAMS, **params}
         return positive_int(p["seq_len"]) or positive_int(p["length"])  # no seq_len: one sequence
 
+    @classmethod
+    def sequences_per_epoch(cls, params: dict, training) -> int | None:
+        return None if positive_int({**cls.PARAMS, **params}["seq_len"]) else 1
+
     def __init__(self, program, seed: int, **params):
         super().__init__(program, seed, **params)
         p = self.params

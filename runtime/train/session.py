@@ -200,20 +200,23 @@ def _undo(spec_file: Path, overrides) -> list[str]:
 
     import yaml
 
+    from compiler.overrides import parse
+
     try:
         old = yaml.safe_load(spec_file.read_text())
     except (OSError, yaml.YAMLError):
         return []
     undo = []
     for item in overrides:
-        key = str(item).split("=", 1)[0].strip()
+        path, _ = parse(str(item))  # the keys as --set reads them (list indices too: connections.0.delay)
         value, found = old, True
-        for part in key.split("."):
-            if isinstance(value, dict) and part in value:
+        for part in path:
+            try:
                 value = value[part]
-            else:
+            except (KeyError, IndexError, TypeError):
                 found = False
                 break
+        key = ".".join(map(str, path))
         undo.append(f"--set {key}={json.dumps(value)}" if found else f"({key} was not set before)")
     return undo
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import cli
 from compiler import SpecError, compile_spec
+from compiler.budget import BudgetError
 from compiler.loader import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,10 +212,12 @@ def _paths(data, path=()):
 
 
 @settings(max_examples=60, deadline=None)
+@example(spec=ROOT / "specs" / "leaky.yaml", picks=[(0.1875, False, 10**6)])  # a 10**6-cell unit: over budget
 @given(spec=st.sampled_from(sorted((ROOT / "specs").glob("*.yaml"))),
        picks=st.lists(st.tuples(st.floats(0, 1), st.booleans(), JUNK), min_size=1, max_size=3))
 def test_mangled_specs_give_spec_errors_never_crashes(spec, picks):
-    """Replace or delete random values of a valid spec: compile either works or raises SpecError."""
+    """Replace or delete random values of a valid spec: compile either works, raises SpecError,
+    or refuses a size that does not fit the memory/time bound (BudgetError, e.g. size: 10**6)."""
     data, _ = load_file(spec)
     for where, delete, junk in picks:
         paths = [p for p in _paths(data) if p]
@@ -230,3 +233,5 @@ def test_mangled_specs_give_spec_errors_never_crashes(spec, picks):
         compile_spec(data)
     except SpecError as e:
         assert e.errors and all(issue.message for issue in e.errors)
+    except BudgetError as e:
+        assert "TIMELOOM_MAX" in str(e) or "limit" in str(e)

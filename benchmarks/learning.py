@@ -121,7 +121,10 @@ BENCHES = [
     Bench("teacher_forcing", "specs/teacher_forcing.yaml", "text, teacher forcing off: cross-entropy < 1.9 nats/char",
           "<", 1.9, metric="nats"),
     Bench("gru", "specs/gru.yaml", "copy memory lag 20: >= 95% recalled", ">=", 0.95),
-    Bench("lstm_1997", "specs/lstm_1997.yaml", "copy memory lag 50: >= 95% recalled", ">=", 0.95),
+    Bench("lstm_1997", "specs/lstm_1997.yaml", "copy memory lag 50: >= 95% recalled on 8 of seeds 3000-3009",
+          ">=", 0.95, eval_seeds=list(range(3000, 3010)), need=8,
+          note="--named-seeds (3000-3009, named in the spec before running; tuned on 0-1); 128 cells, gers2000 "
+               "start, lr 0.005, batch 64, 60 epochs"),
     Bench("lstm_gers2000", "specs/lstm_gers2000.yaml", "a^n b^n: solved up to n >= 50 on 8 of seeds 2000-2009 "
           "(tested n = 1..1000)", ">=", 50, eval_seeds=list(range(2000, 2010)), need=8,
           note="--named-seeds (2000-2009, named in the spec before running; tuned on 0-9); peepholes, Adam eps "
@@ -139,7 +142,9 @@ TRIED = {
                  "0.005: 52% at epoch 100, 67% at 345 (lr 0.01: 45% at 100); Adam eps 1e-3 + cosine: stuck "
                  "at 21%; lr 0.02: 43% at 150; lr 0.005 cosine: 48% at 176; truncated gradient (lstm truncated: "
                  "true): 26% at 60 (lr 0.01), 39% at 150 (gers2000, lr 0.005); batch 64 with gers2000 (best of round 2): 67% at 150, 72% at 242 epochs; batch 128: 67% at 223. None near 95%, no "
-                 "evaluation seeds run; the 1997 paper has no copy-memory experiment to match",
+                 "evaluation seeds run; the 1997 paper has no copy-memory experiment to match. Round 3: 128 cells "
+                 "instead of 32 (gers2000, lr 0.005, batch 64): 81% / 96% / 98% at epochs 30 / 50 / 60 on seed 0, "
+                 "98.3% at 60 on seed 1 (~5 s per epoch); evaluated on seeds 3000-3009 with 60 epochs",
     "lstm_gers2000": "round 1: 2 and 4 cells without peepholes (n up to 18-26). Round 2 (tuning seeds 0-9): "
                      "peepholes + the anbncn recipe (uniform +-0.1 start, forget bias 3, weight decay 1e-3, Adam eps "
                      "1e-3, cosine) for 15 epochs: 7 of 10; 50 epochs: the n = 50 plateau is lost again (~41); "

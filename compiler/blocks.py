@@ -50,6 +50,11 @@ def lstm(o):
         raise ValueError("forget_bias needs forget_gate: true (without a forget gate there is nothing to bias)")
     if "forget_bias" in o:
         units["f"]["bias"] = {"value": o["forget_bias"]}
+    if "input_bias" in o and "i" not in units:
+        raise ValueError("input_bias needs an input gate (a coupled block has none)")
+    for key, gate in (("input_bias", "i"), ("output_bias", "o")):
+        if key in o:  # Hochreiter & Schmidhuber 1997: negative (staggered) gate biases at the start
+            units[gate]["bias"] = {"value": o[key]}
     units["g"] = {"size": size, "activation": GERS_CELL_INPUT if gers else o.get("cell_activation", "tanh")}
     units["c"] = {"size": size, "activation": "identity", "bias": False, "initial": initial}
     units["ct"] = {"size": size, "activation": o.get("output_activation", "tanh"), "bias": False}

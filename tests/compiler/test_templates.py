@@ -156,6 +156,13 @@ def test_lstm_forget_bias_and_recurrent_init_options():
     assert block.params["p.c.h0"].shape == block.params["p.h.h0"].shape == (4,)
 
 
+def test_lstm_input_and_output_bias_options():
+    block = lstm_block("forget_gate: false, gers2000: true, input_bias: -2.0, output_bias: [-1, -2, -3, -4]")
+    assert block.params["p.i.bias"].init == {"kind": "constant", "value": -2.0}  # overrides gers2000's -1
+    assert block.params["p.o.bias"].init == {"kind": "constant", "value": [-1, -2, -3, -4]}
+    assert "p.f.bias" not in block.params
+
+
 def test_the_three_lstm_specs_are_the_documented_variants():
     p1997 = compile_spec(SPECS / "lstm_1997.yaml")
     assert not any(u.endswith(".f") for u in p1997.units)

@@ -48,13 +48,15 @@ def lstm(o):
         units["f"]["bias"] = {"value": GERS_FORGET_BIAS}
     if "forget_bias" in o and not forget:
         raise ValueError("forget_bias needs forget_gate: true (without a forget gate there is nothing to bias)")
-    if "forget_bias" in o:
-        units["f"]["bias"] = {"value": o["forget_bias"]}
-    if "input_bias" in o and "i" not in units:
-        raise ValueError("input_bias needs an input gate (a coupled block has none)")
-    for key, gate in (("input_bias", "i"), ("output_bias", "o")):
-        if key in o:  # Hochreiter & Schmidhuber 1997: negative (staggered) gate biases at the start
-            units[gate]["bias"] = {"value": o[key]}
+    if "input_bias" in o and coupled:
+        raise ValueError("input_bias needs an input gate (coupled: true has none; set forget_bias instead)")
+    for key, gate in (("input_bias", "i"), ("forget_bias", "f"), ("output_bias", "o")):
+        if key in o:  # one number for every cell, or a list with one start value per cell (per block)
+            value = o[key]
+            if isinstance(value, list) and isinstance(size, int) and len(value) != size:
+                raise ValueError(f"{key}: a list of {len(value)} values for {size} cells (give one per cell, "
+                                 f"or one number for all)")
+            units[gate]["bias"] = {"value": value}
     units["g"] = {"size": size, "activation": GERS_CELL_INPUT if gers else o.get("cell_activation", "tanh")}
     units["c"] = {"size": size, "activation": "identity", "bias": False, "initial": initial}
     units["ct"] = {"size": size, "activation": o.get("output_activation", "tanh"), "bias": False}

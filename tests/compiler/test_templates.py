@@ -156,10 +156,24 @@ def test_lstm_forget_bias_and_recurrent_init_options():
     assert block.params["p.c.h0"].shape == block.params["p.h.h0"].shape == (4,)
 
 
-def test_lstm_input_and_output_bias_options():
-    block = lstm_block("forget_gate: false, gers2000: true, input_bias: -2.0, output_bias: [-1, -2, -3, -4]")
+def test_lstm_gate_bias_start_values_per_cell():
+    import numpy as np
+
+    from runtime import Network
+    block = lstm_block("gers2000: true, input_bias: [-1.0, -2.0, -3.0, -4.0], output_bias: -2.0, "
+                       "forget_bias: [2.0, 2.0, 4.0, 4.0]")
+    assert block.params["p.i.bias"].init == {"kind": "constant", "value": [-1.0, -2.0, -3.0, -4.0]}
+    assert block.params["p.o.bias"].init == {"kind": "constant", "value": -2.0}
+    assert block.params["p.f.bias"].init == {"kind": "constant", "value": [2.0, 2.0, 4.0, 4.0]}
+    net = Network(block, seed=0)
+    assert np.allclose(net.params["p.i.bias"], [-1, -2, -3, -4])
+    assert np.allclose(net.params["p.o.bias"], [-2, -2, -2, -2])
+    with pytest.raises(Exception, match="4 cells"):
+        lstm_block("input_bias: [-1.0, -2.0]")
+    with pytest.raises(Exception, match="input gate"):
+        lstm_block("coupled: true, input_bias: -1.0")
+    block = lstm_block("forget_gate: false, gers2000: true, input_bias: -2.0")  # the 1997 cell
     assert block.params["p.i.bias"].init == {"kind": "constant", "value": -2.0}  # overrides gers2000's -1
-    assert block.params["p.o.bias"].init == {"kind": "constant", "value": [-1, -2, -3, -4]}
     assert "p.f.bias" not in block.params
 
 

@@ -69,6 +69,8 @@ class Builder:
             s = self.op("Sigmoid", [x])
             return self.op("Add", [self.op("Mul", [s, self.const(act.hi - act.lo, "span")]), self.const(act.lo, "lo")],
                            hint)
+        if name == "hard_tanh":  # clip(x, lo, hi)
+            return self.op("Max", [self.op("Min", [x, self.const(act.hi, "hi")]), self.const(act.lo, "lo")], hint)
         raise ValueError(f"no ONNX form for activation {act}")
 
     def weight(self, c, x: str, value) -> str:

@@ -27,15 +27,15 @@ class Pos:
 
 @dataclass(frozen=True)
 class Activation:
-    """A unit's squashing function; `lo`/`hi` are used by scaled_sigmoid only."""
+    """A unit's squashing function; `lo`/`hi` are used by scaled_sigmoid and hard_tanh only."""
 
     name: str = "identity"
     lo: float = 0.0
     hi: float = 1.0
 
     def __str__(self) -> str:
-        if self.name == "scaled_sigmoid":
-            return f"scaled_sigmoid[{self.lo:g},{self.hi:g}]"
+        if self.name in ("scaled_sigmoid", "hard_tanh"):
+            return f"{self.name}[{self.lo:g},{self.hi:g}]"
         return self.name
 
 

@@ -7,10 +7,12 @@ every weight and bias feeding the units of that slot, the offset `o` is added to
   Affine(a, b)        = a x + b    -> identity, s = a, o = b
   ScaledTanh(a, b)    = a tanh(b x) = -a + 2a sigma(2 b x)
                                    -> {scaled_sigmoid: [-|a|, |a|]}, s = 2 b sign(a), o = 0
-Not expressible (no such timeloom activation): LeakyRelu, ThresholdedRelu, HardSigmoid, Elu,
-Softsign. Export maps back without rescaling: identity -> Affine(1, 0),
-{scaled_sigmoid: [-a, a]} -> ScaledTanh(a, 0.5); softmax and asymmetric scaled sigmoids have
-no ONNX slot function (such cells export as a Scan).
+  HardSigmoid(a, b)   = clip(a x + b, 0, 1) = hard_sigmoid(a/0.2 x + (b - 0.5)/0.2)
+                                   -> hard_sigmoid, s = a / 0.2, o = (b - 0.5) / 0.2 (a != 0)
+Not expressible (no such timeloom activation): LeakyRelu, ThresholdedRelu, Elu, Softsign.
+Export maps back without rescaling: identity -> Affine(1, 0), hard_sigmoid -> HardSigmoid(0.2,
+0.5), {scaled_sigmoid: [-a, a]} -> ScaledTanh(a, 0.5); softmax, hard_tanh and asymmetric scaled
+sigmoids have no ONNX slot function (such cells export as a Scan).
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ RNN_FUNCTIONS = ("Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedR
 PLAIN = {a.onnx: name for name, a in ACTIVATIONS.items() if a.onnx in RNN_FUNCTIONS}
 TAKES_ALPHA_BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
 TAKES_ALPHA = {"LeakyRelu", "ThresholdedRelu", "Elu"}
-NOT_EXPRESSIBLE = set(RNN_FUNCTIONS) - set(PLAIN) - {"Affine", "ScaledTanh"}
+PLAIN.pop("HardSigmoid", None)  # takes alpha, beta: mapped with its scale and offset below
+NOT_EXPRESSIBLE = set(RNN_FUNCTIONS) - set(PLAIN) - {"Affine", "ScaledTanh", "HardSigmoid"}
 
 # ONNX default slot functions, one direction
 DEFAULTS = {"lstm": ("Sigmoid", "Tanh", "Tanh"), "gru": ("Sigmoid", "Tanh"), "rnn": ("Tanh",)}
@@ -64,6 +67,12 @@ def slot_from_onnx(name: str, alpha, beta, where: str) -> Slot:
                                    "no constant activation")
         sign = 1.0 if a > 0 else -1.0
         return Slot({"scaled_sigmoid": [-abs(a), abs(a)]}, 2 * b * sign, onnx=name)
+    if name == "HardSigmoid":
+        a, b = float(alpha), float(beta)
+        if a == 0:
+            raise UnsupportedError(f"{where}: HardSigmoid with alpha = 0 is a constant; timeloom has "
+                                   "no constant activation")
+        return Slot("hard_sigmoid", a / 0.2, (b - 0.5) / 0.2, onnx=name)
     if name in NOT_EXPRESSIBLE:
         raise UnsupportedError(f"{where}: activation {name} has no timeloom equivalent; timeloom's "
                                f"activations are {', '.join(ACTIVATIONS)} (ONNX {', '.join(PLAIN)}, Affine, "
@@ -109,6 +118,8 @@ def onnx_from_timeloom(act) -> tuple[str, float | None, float | None] | None:
         return onnx, None, None
     if act.name == "identity":
         return "Affine", 1.0, 0.0
+    if act.name == "hard_sigmoid":
+        return "HardSigmoid", 0.2, 0.5
     if act.name == "scaled_sigmoid" and act.lo == -act.hi and act.hi > 0:
         return "ScaledTanh", float(act.hi), 0.5
     return None

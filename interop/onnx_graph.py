@@ -62,6 +62,10 @@ class Builder:
             e = self.op("Exp", [self.op("Neg", [self.op("Abs", [x])])])
             return self.op("Add", [self.op("Relu", [x]), self.op("Log", [self.op("Add", [e, self.const(1.0, "one")])])],
                            hint)
+        if name == "hard_sigmoid" and self.dtype == np.float64:
+            # onnxruntime has no double HardSigmoid: clip(0.2 x + 0.5, 0, 1) from Mul, Add, Min, Max
+            z = self.op("Add", [self.op("Mul", [x, self.const(0.2, "hs_alpha")]), self.const(0.5, "hs_beta")])
+            return self.op("Max", [self.op("Min", [z, self.const(1.0, "one")]), self.const(0.0, "zero")], hint)
         from runtime.primitives import ACTIVATIONS  # the registry: the ONNX operator computing an activation
         if name in ACTIVATIONS and ACTIVATIONS[name].onnx:
             return self.op(ACTIVATIONS[name].onnx, [x], hint)
@@ -69,6 +73,8 @@ class Builder:
             s = self.op("Sigmoid", [x])
             return self.op("Add", [self.op("Mul", [s, self.const(act.hi - act.lo, "span")]), self.const(act.lo, "lo")],
                            hint)
+        if name == "hard_tanh":  # clip(x, lo, hi)
+            return self.op("Max", [self.op("Min", [x, self.const(act.hi, "hi")]), self.const(act.lo, "lo")], hint)
         raise ValueError(f"no ONNX form for activation {act}")
 
     def weight(self, c, x: str, value) -> str:

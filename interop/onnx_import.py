@@ -413,6 +413,9 @@ class _Importer(LayoutOps):
             if axis != rank - 1:
                 raise UnsupportedError(f"{where}: softmax over axis {axis}; timeloom's softmax is over the "
                                        f"features (the last axis, {rank - 1})")
+        if node.op_type == "HardSigmoid" and (attrs.get("alpha", 0.2), attrs.get("beta", 0.5)) != (0.2, 0.5):
+            raise UnsupportedError(f"{where}: HardSigmoid alpha {attrs.get('alpha', 0.2)}, beta "
+                                   f"{attrs.get('beta', 0.5)}; timeloom's hard_sigmoid is alpha 0.2, beta 0.5")
         return [self.materialize(self.linear(args[0], where), act, self.unit_hint(node, act))]
 
     def op_Identity(self, node, args, attrs):

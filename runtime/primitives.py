@@ -56,7 +56,20 @@ ACTIVATIONS = {
     "scaled_sigmoid": Kind(lambda xp, x, act, out=None: _scale(_sigmoid(xp, x, out), act),
                            lambda xp, a, da, act, out=None: xp.multiply(
                                da, (a - act.lo) * (act.hi - a) / (act.hi - act.lo), out=out), args=("lo", "hi")),
+    # piecewise linear: exactly 0 / 1 (lo / hi) once saturated, derivative 0 there
+    "hard_sigmoid": Kind(lambda xp, x, act, out=None: _hard_sigmoid(xp, x, out),  # clip(0.2 x + 0.5, 0, 1)
+                         lambda xp, a, da, act, out=None: xp.multiply(da, 0.2 * ((a > 0) & (a < 1)), out=out),
+                         onnx="HardSigmoid"),  # ONNX HardSigmoid's default alpha 0.2, beta 0.5
+    "hard_tanh": Kind(lambda xp, x, act, out=None: xp.clip(x, act.lo, act.hi, out=out),  # clip(x, lo, hi)
+                      lambda xp, a, da, act, out=None: xp.multiply(da, (a > act.lo) & (a < act.hi), out=out),
+                      args=("lo", "hi")),
 }
+
+
+def _hard_sigmoid(xp, x, out=None):
+    out = xp.multiply(x, 0.2, out=out)
+    out += 0.5
+    return xp.clip(out, 0.0, 1.0, out=out)
 
 
 def _tanh_back(xp, a, da, out=None):

@@ -59,7 +59,8 @@ class _Writer:
 
 # what the kernels implement (runtime/jit/kernels.py: NAME and NAME_back for each activation);
 # a component using anything else keeps the interpreted scan, and `timeloom compile` says so
-ACTIVATIONS = ("identity", "tanh", "sigmoid", "scaled_sigmoid", "relu", "softplus", "softmax")
+ACTIVATIONS = ("identity", "tanh", "sigmoid", "scaled_sigmoid", "hard_sigmoid", "hard_tanh", "relu", "softplus",
+               "softmax")
 WEIGHTS = ("full", "diagonal", "identity", "fixed")
 
 

@@ -361,6 +361,38 @@ def scaled_sigmoid_back(a, da, out, lo, hi):
 
 
 @_jit
+def hard_sigmoid(x, lo, hi, fast):
+    n = x.size
+    r = x.reshape(n)
+    for j in range(n):
+        r[j] = min(max(0.2 * r[j] + 0.5, 0.0), 1.0)
+
+
+@_jit
+def hard_sigmoid_back(a, da, out, lo, hi):
+    n = a.size
+    o, ab, db = out.reshape(n), a.reshape(n), da.reshape(n)
+    for j in range(n):
+        o[j] = db[j] * 0.2 if 0.0 < ab[j] < 1.0 else 0.0
+
+
+@_jit
+def hard_tanh(x, lo, hi, fast):
+    n = x.size
+    r = x.reshape(n)
+    for j in range(n):
+        r[j] = min(max(r[j], lo), hi)
+
+
+@_jit
+def hard_tanh_back(a, da, out, lo, hi):
+    n = a.size
+    o, ab, db = out.reshape(n), a.reshape(n), da.reshape(n)
+    for j in range(n):
+        o[j] = db[j] if lo < ab[j] < hi else 0.0
+
+
+@_jit
 def relu(x, lo, hi, fast):
     n = x.size
     r = x.reshape(n)

@@ -102,7 +102,12 @@ def test_the_onnx_maps_are_the_registrys():
     from interop.onnx_import import ACTIVATION_OPS
     want = {a.onnx: n for n, a in primitives.ACTIVATIONS.items() if a.onnx}
     assert ACTIVATION_OPS == want
-    assert slot_functions.PLAIN == {op: n for op, n in want.items() if op in slot_functions.RNN_FUNCTIONS}
+    # HardSigmoid takes alpha, beta in a recurrent slot: mapped with a scale and offset, not as PLAIN
+    assert slot_functions.PLAIN == {op: n for op, n in want.items()
+                                    if op in slot_functions.RNN_FUNCTIONS and op != "HardSigmoid"}
+    assert slot_functions.onnx_from_timeloom(Activation("hard_sigmoid")) == ("HardSigmoid", 0.2, 0.5)
+    slot = slot_functions.slot_from_onnx("HardSigmoid", 0.4, 0.5, "here")
+    assert (slot.activation, slot.scale, slot.offset) == ("hard_sigmoid", 2.0, 0.0)  # clip(0.4 x + 0.5, 0, 1)
     for op, name in slot_functions.PLAIN.items():
         assert slot_functions.onnx_from_timeloom(Activation(name)) == (op, None, None)
         assert slot_functions.slot_from_onnx(op, None, None, "here").activation == name

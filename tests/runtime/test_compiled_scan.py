@@ -297,6 +297,25 @@ def test_softmax_relu_and_scaled_sigmoid_units_inside_a_recurrence():
                          teacher_for(program, T, B, rng))
 
 
+def test_hard_sigmoid_and_hard_tanh_units_inside_a_recurrence():
+    """The piecewise-linear activations (kinks, exact saturation) inside a recurrent loop."""
+    spec = {"timeloom": 1, "name": "hard", "inputs": {"x": {"size": 3}},
+            "units": {"g": {"size": 4, "activation": "hard_sigmoid"},
+                      "q": {"size": 4, "activation": {"hard_tanh": [-2, 2]}},
+                      "y": {"size": 2, "activation": "identity"}},
+            "connections": [{"from": "x", "to": "g", "init": {"uniform": [-4, 4]}},
+                            {"from": "x", "to": "q", "init": {"uniform": [-4, 4]}},
+                            {"from": "q", "to": "q", "delay": 1, "gate": {"unit": "g"}},
+                            {"from": "q", "to": "g", "delay": 1}, {"from": "q", "to": "y"}],
+            "outputs": {"y": {"loss": "mse"}}}
+    program = compiler.compile_spec(spec)
+    rng = np.random.default_rng(6)
+    for lengths in (False, True):
+        inputs, targets, masks, lens = random_batch(program, T, B, rng, lengths)
+        assert_all_agree(program, inputs, targets, masks, lens, carried_state(program, rng, B),
+                         teacher_for(program, T, B, rng))
+
+
 def test_steps_with_products_beyond_the_loop_bound_run_the_interpreted_scan(monkeypatch):
     """Large in-step products go to NumPy's BLAS through the interpreted scan: same results."""
     from runtime.jit import scan as jit_scan

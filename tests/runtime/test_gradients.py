@@ -151,3 +151,40 @@ def test_bptt_gradients_of_random_graphs_match_finite_differences(spec, steps, b
     net = perturbed_network(program, seed, scale=0.2, jit=False)  # one compile per graph would cost minutes
     inputs, targets, masks, lengths = random_batch(program, steps, batch, rng, variable_lengths)
     check_fd(net, inputs, targets, lengths, masks, rng, per_param=1)
+
+
+# -- the piecewise-linear activations ---------------------------------------------------------------
+
+@pytest.mark.parametrize("act", [{"scaled_sigmoid": [-2, 2]}, "hard_sigmoid", {"hard_tanh": [-2, 2]},
+                                 {"hard_tanh": [-1, 3]}], ids=str)
+def test_activation_backward_matches_finite_differences_of_its_forward(act):
+    """Each activation's backward (written in terms of its output) against the stencil of its forward,
+    at points away from the kinks of the piecewise-linear ones (hard_sigmoid: net +-2.5; hard_tanh:
+    lo, hi), in both the linear part and saturation (derivative exactly 0 there)."""
+    from compiler.normalize import activation
+    from runtime.primitives import activate, activate_backward
+    a = activation(act)
+    x = np.array([-6.0, -3.0, -2.6, -1.7, -0.4, 0.0, 0.3, 1.1, 1.9, 2.4, 2.7, 4.0, 7.5])
+    da = np.linspace(0.5, 1.5, x.size)
+    an = activate_backward(np, a, activate(np, a, x.copy()), da)
+    fd = np.array([(lambda f: (f(-2) - 8 * f(-1) + 8 * f(1) - f(2)) / (12 * H))(
+        lambda k, i=i: activate(np, a, x[i:i + 1] + k * H)[0]) for i in range(x.size)]) * da
+    np.testing.assert_allclose(an, fd, rtol=1e-8, atol=1e-12)
+    if a.name != "scaled_sigmoid":
+        assert (an[[0, -1]] == 0).all()  # saturated: exactly flat
+
+
+def test_bptt_gradients_through_hard_gates_and_a_hard_cell_input_match_finite_differences():
+    """An LSTM with hard_sigmoid gates and a {hard_tanh: [-2, 2]} cell input (specs/anbncn_dekf.yaml)."""
+    spec = {"timeloom": 1, "name": "hard", "inputs": {"x": {"size": 3}},
+            "blocks": {"mem": {"type": "lstm", "size": 3, "forget_gate": False, "peepholes": False,
+                               "gate_activation": "hard_sigmoid", "cell_activation": {"hard_tanh": [-2, 2]}}},
+            "units": {"y": {"size": 2, "activation": "sigmoid"}},
+            "connections": [{"from": "x", "to": "mem"}, {"from": "mem", "to": "y"}],
+            "outputs": {"y": {"loss": "bce"}}}
+    program = compiler.compile_spec(spec)
+    for compiled in COMPILED:
+        rng = np.random.default_rng(3)
+        net = perturbed_network(program, 3, scale=0.5, jit=compiled)
+        inputs, targets, masks, lengths = random_batch(program, T, B, rng, True)
+        check_fd(net, inputs, targets, lengths, masks, rng, per_param=3)

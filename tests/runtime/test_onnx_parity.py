@@ -29,8 +29,9 @@ Activations: Tanh, Sigmoid, Relu, Softplus map by name (lstm block: f slot = gat
 g = cell_activation, h = output_activation; gru: f = gate_activation, g = activation);
 Affine(a, b) = identity on rescaled parameters (W, R, bias -> a W, a R, a bias + b);
 ScaledTanh(a, b) = a tanh(b x) = {scaled_sigmoid: [-a, a]} of 2 b x (W, R, bias scaled by
-2b; a = 2, b = 0.5 is Gers' [-2, 2] cell input unscaled). Not expressible in timeloom:
-LeakyRelu, ThresholdedRelu, HardSigmoid, Elu, Softsign, `clip` (no clipping of net inputs),
+2b; a = 2, b = 0.5 is Gers' [-2, 2] cell input unscaled); HardSigmoid(a, b) = clip(a x + b, 0, 1) =
+hard_sigmoid of (a / 0.2) x + (b - 0.5) / 0.2. Not expressible in timeloom:
+LeakyRelu, ThresholdedRelu, Elu, Softsign, `clip` (no clipping of net inputs),
 different activations per direction of one bidirectional block.
 input_forget=1 (ONNX/onnxruntime: i = f(a_i), forget = 1 - i) vs timeloom `coupled: true`
 (f = sigma(a_f), input = 1 - f): the same model family for a sigmoid gate, since
@@ -171,6 +172,8 @@ RNN_ACTIVATIONS = {
     ("Affine", (1.0, 0.0)): ("identity", 1.0, 0.0),
     ("Affine", (0.5, 0.25)): ("identity", 0.5, 0.25),
     ("ScaledTanh", (1.5, 0.75)): ({"scaled_sigmoid": [-1.5, 1.5]}, 1.5, 0.0),
+    ("HardSigmoid", (0.25, 0.5)): ("hard_sigmoid", 1.25, 0.0),  # clip(a x + b, 0, 1) = hard_sigmoid(a/0.2 x + ..)
+    ("HardSigmoid", (0.5, 0.25)): ("hard_sigmoid", 2.5, -1.25),
 }
 RNN_CASES = [(a, ab, dr) for (a, ab) in RNN_ACTIVATIONS for dr in ("forward", "reverse", "bidirectional")
              if dr == "forward" or a in ("Tanh", "Relu", "ScaledTanh")]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.primitives import ACTIVATIONS
+from runtime.primitives import ACTIVATIONS, HARD_SIGMOID_ALPHA, HARD_SIGMOID_BETA
 
 from .errors import UnsupportedError
 
@@ -72,7 +72,7 @@ def slot_from_onnx(name: str, alpha, beta, where: str) -> Slot:
         if a == 0:
             raise UnsupportedError(f"{where}: HardSigmoid with alpha = 0 is a constant; timeloom has "
                                    "no constant activation")
-        return Slot("hard_sigmoid", a / 0.2, (b - 0.5) / 0.2, onnx=name)
+        return Slot("hard_sigmoid", a / HARD_SIGMOID_ALPHA, (b - HARD_SIGMOID_BETA) / HARD_SIGMOID_ALPHA, onnx=name)
     if name in NOT_EXPRESSIBLE:
         raise UnsupportedError(f"{where}: activation {name} has no timeloom equivalent; timeloom's "
                                f"activations are {', '.join(ACTIVATIONS)} (ONNX {', '.join(PLAIN)}, Affine, "
@@ -119,7 +119,7 @@ def onnx_from_timeloom(act) -> tuple[str, float | None, float | None] | None:
     if act.name == "identity":
         return "Affine", 1.0, 0.0
     if act.name == "hard_sigmoid":
-        return "HardSigmoid", 0.2, 0.5
+        return "HardSigmoid", HARD_SIGMOID_ALPHA, HARD_SIGMOID_BETA
     if act.name == "scaled_sigmoid" and act.lo == -act.hi and act.hi > 0:
         return "ScaledTanh", float(act.hi), 0.5
     return None

@@ -63,8 +63,10 @@ class Builder:
             return self.op("Add", [self.op("Relu", [x]), self.op("Log", [self.op("Add", [e, self.const(1.0, "one")])])],
                            hint)
         if name == "hard_sigmoid" and self.dtype == np.float64:
-            # onnxruntime has no double HardSigmoid: clip(0.2 x + 0.5, 0, 1) from Mul, Add, Min, Max
-            z = self.op("Add", [self.op("Mul", [x, self.const(0.2, "hs_alpha")]), self.const(0.5, "hs_beta")])
+            # onnxruntime has no double HardSigmoid: clip(alpha x + beta, 0, 1) from Mul, Add, Min, Max
+            from runtime.primitives import HARD_SIGMOID_ALPHA, HARD_SIGMOID_BETA
+            z = self.op("Add", [self.op("Mul", [x, self.const(HARD_SIGMOID_ALPHA, "hs_alpha")]),
+                                self.const(HARD_SIGMOID_BETA, "hs_beta")])
             return self.op("Max", [self.op("Min", [z, self.const(1.0, "one")]), self.const(0.0, "zero")], hint)
         from runtime.primitives import ACTIVATIONS  # the registry: the ONNX operator computing an activation
         if name in ACTIVATIONS and ACTIVATIONS[name].onnx:

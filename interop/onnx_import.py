@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.loader import NOT_REGULAR, file_kind
-from runtime.primitives import ACTIVATIONS
+from runtime.primitives import ACTIVATIONS, HARD_SIGMOID_ALPHA, HARD_SIGMOID_BETA
 
 from .errors import InteropError, UnsupportedError, node_label
 from .onnx_export import NAMES_KEY, OUTPUTS_KEY  # metadata_props written by timeloom export
@@ -413,9 +413,11 @@ class _Importer(LayoutOps):
             if axis != rank - 1:
                 raise UnsupportedError(f"{where}: softmax over axis {axis}; timeloom's softmax is over the "
                                        f"features (the last axis, {rank - 1})")
-        if node.op_type == "HardSigmoid" and (attrs.get("alpha", 0.2), attrs.get("beta", 0.5)) != (0.2, 0.5):
-            raise UnsupportedError(f"{where}: HardSigmoid alpha {attrs.get('alpha', 0.2)}, beta "
-                                   f"{attrs.get('beta', 0.5)}; timeloom's hard_sigmoid is alpha 0.2, beta 0.5")
+        ours = (HARD_SIGMOID_ALPHA, HARD_SIGMOID_BETA)  # also ONNX's defaults
+        if node.op_type == "HardSigmoid" and (attrs.get("alpha", ours[0]), attrs.get("beta", ours[1])) != ours:
+            raise UnsupportedError(f"{where}: HardSigmoid alpha {attrs.get('alpha', ours[0])}, beta "
+                                   f"{attrs.get('beta', ours[1])}; timeloom's hard_sigmoid is alpha {ours[0]:g}, "
+                                   f"beta {ours[1]:g}")
         return [self.materialize(self.linear(args[0], where), act, self.unit_hint(node, act))]
 
     def op_Identity(self, node, args, attrs):

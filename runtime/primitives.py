@@ -38,6 +38,9 @@ def _softmax(xp, x, out=None):
     return out
 
 
+# hard_sigmoid(x) = clip(ALPHA x + BETA, 0, 1): ONNX HardSigmoid with its default alpha and beta
+HARD_SIGMOID_ALPHA, HARD_SIGMOID_BETA = 0.2, 0.5
+
 ACTIVATIONS = {
     "identity": Kind(lambda xp, x, act, out=None: x if out is None else xp.copyto(out, x) or out,
                      lambda xp, a, da, act, out=None: da if out is None else xp.copyto(out, da) or out),
@@ -57,9 +60,9 @@ ACTIVATIONS = {
                            lambda xp, a, da, act, out=None: xp.multiply(
                                da, (a - act.lo) * (act.hi - a) / (act.hi - act.lo), out=out), args=("lo", "hi")),
     # piecewise linear: exactly 0 / 1 (lo / hi) once saturated, derivative 0 there
-    "hard_sigmoid": Kind(lambda xp, x, act, out=None: _hard_sigmoid(xp, x, out),  # clip(0.2 x + 0.5, 0, 1)
-                         lambda xp, a, da, act, out=None: xp.multiply(da, 0.2 * ((a > 0) & (a < 1)), out=out),
-                         onnx="HardSigmoid"),  # ONNX HardSigmoid's default alpha 0.2, beta 0.5
+    "hard_sigmoid": Kind(lambda xp, x, act, out=None: _hard_sigmoid(xp, x, out),
+                         lambda xp, a, da, act, out=None: xp.multiply(
+                             da, HARD_SIGMOID_ALPHA * ((a > 0) & (a < 1)), out=out), onnx="HardSigmoid"),
     "hard_tanh": Kind(lambda xp, x, act, out=None: xp.clip(x, act.lo, act.hi, out=out),  # clip(x, lo, hi)
                       lambda xp, a, da, act, out=None: xp.multiply(da, (a > act.lo) & (a < act.hi), out=out),
                       args=("lo", "hi")),
@@ -67,8 +70,8 @@ ACTIVATIONS = {
 
 
 def _hard_sigmoid(xp, x, out=None):
-    out = xp.multiply(x, 0.2, out=out)
-    out += 0.5
+    out = xp.multiply(x, HARD_SIGMOID_ALPHA, out=out)
+    out += HARD_SIGMOID_BETA
     return xp.clip(out, 0.0, 1.0, out=out)
 
 

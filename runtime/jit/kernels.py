@@ -23,6 +23,8 @@ import math
 import numpy as np
 from numba import njit
 
+from runtime.primitives import HARD_SIGMOID_ALPHA, HARD_SIGMOID_BETA  # numba reads them as constants
+
 _jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 
@@ -365,7 +367,7 @@ def hard_sigmoid(x, lo, hi, fast):
     n = x.size
     r = x.reshape(n)
     for j in range(n):
-        r[j] = min(max(0.2 * r[j] + 0.5, 0.0), 1.0)
+        r[j] = min(max(HARD_SIGMOID_ALPHA * r[j] + HARD_SIGMOID_BETA, 0.0), 1.0)
 
 
 @_jit
@@ -373,7 +375,7 @@ def hard_sigmoid_back(a, da, out, lo, hi):
     n = a.size
     o, ab, db = out.reshape(n), a.reshape(n), da.reshape(n)
     for j in range(n):
-        o[j] = db[j] * 0.2 if 0.0 < ab[j] < 1.0 else 0.0
+        o[j] = db[j] * HARD_SIGMOID_ALPHA if 0.0 < ab[j] < 1.0 else 0.0
 
 
 @_jit

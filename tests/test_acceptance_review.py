@@ -16,14 +16,19 @@ def invoke(*args):
     return result
 
 
+def compile_graph(tmp_path, steps, out):
+    """`timeloom compile` of a tiny Elman spec unrolled over `steps`, written to `out`."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(elman_yaml())
+    return invoke("compile", spec, "--steps", steps, "-o", out)
+
+
 def test_a_text_graph_that_would_not_fit_the_memory_bound_is_refused_before_it_is_built(tmp_path):
     # 10^6 steps of a 3-unit net: 3e6 nodes and 3e6 edges; writing it as graphml peaks at about
     # 4 KB per node + edge (measured), far over the default 8 GiB, but the old per-node estimate
     # (2 KB per node: 6 GB) let it through into minutes of work and more memory than the bound
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(elman_yaml())
     out = tmp_path / "g.graphml"
-    res = invoke("compile", spec, "--steps", 1_000_000, "-o", out)
+    res = compile_graph(tmp_path, 1_000_000, out)
     assert res.exit_code == 2, res.output
     for word in ("3,000,000 nodes", "3,000,000 edges", "TIMELOOM_MAX_MEMORY"):
         assert word in res.output, (word, res.output)
@@ -43,10 +48,8 @@ def test_the_graph_estimate_counts_edges():
 
 
 def test_a_small_text_graph_is_still_written(tmp_path):
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(elman_yaml())
     out = tmp_path / "g.json"
-    res = invoke("compile", spec, "--steps", 50, "-o", out)
+    res = compile_graph(tmp_path, 50, out)
     assert res.exit_code == 0, res.output
     assert out.stat().st_size > 0
 

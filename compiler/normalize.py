@@ -68,8 +68,9 @@ def activation(value) -> Activation:
     return Activation(value)
 
 
-def bias(value, default_init: dict | None = None) -> tuple[dict | None, bool]:
-    """A unit's or connection's `bias` entry -> (Init or None, trainable)."""
+def bias(value, default_init: dict | None = None, size: int | None = None) -> tuple[dict | None, bool]:
+    """A unit's or connection's `bias` entry -> (Init or None, trainable). A `value` list gives one
+    start value per unit: with `size` (the unit's), its length is checked."""
     if value is None or value is True:
         return (default_init or {"kind": "zeros"}), True
     if value is False:
@@ -78,7 +79,10 @@ def bias(value, default_init: dict | None = None) -> tuple[dict | None, bool]:
         return {"kind": "constant", "value": float(value)}, True
     trainable = bool(value.get("trainable", True))
     if "value" in value:
-        return {"kind": "constant", "value": value["value"]}, trainable
+        start = value["value"]
+        if isinstance(start, list) and isinstance(size, int) and len(start) != size:
+            raise NormalizeError(f"bias value lists one value per unit: expected {size} values, got {len(start)}")
+        return {"kind": "constant", "value": start}, trainable
     return init(value.get("init"), {"kind": "zeros"}), trainable
 
 

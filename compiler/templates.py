@@ -141,7 +141,7 @@ class Expander:
         if too_many:
             self.error(path, too_many, at_key=True)
         read = {"activation": lambda: normalize.activation(ub.get("activation", "identity")),
-                "bias": lambda: normalize.bias(ub.get("bias", True)),
+                "bias": lambda: normalize.bias(ub.get("bias", True), size=size),
                 "leak": lambda: normalize.leak(ub.get("leak"), size)}
         values = {}
         for key, value in read.items():

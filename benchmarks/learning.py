@@ -180,7 +180,10 @@ TRIED = {
                    "hard variants 5-16; seeds 5000-5009: 64-1000, median 280, 4 of 10 >= 500 (all four at 1000). "
                    "Round 6 (screening only, seeds 0-29): ~70 one- or two-setting changes (DEKF P0/R/Q/tau, "
                    "epochs, gate biases, init ranges, hard_tanh range, 3-4 blocks): 6-25 of 30 (best: Q 1e-2, R end 0.01, 8-16 epochs, 25; "
-                   "16-17 of 30 on seeds 30-59, round 5 17): no setting met >= 26 and >= 24, so no round-6 evaluation",
+                   "16-17 of 30 on seeds 30-59, round 5 17): no setting met >= 26 and >= 24, so no round-6 evaluation. "
+                   "Round 7 (screening only, seeds 0-29): Gaussian noise on the training inputs (std 0.05-0.5) 0-14 "
+                   "of 30; no input gate or no output gate 9-12; multi-stream DEKF (2 or 4 strings per joint update) "
+                   "16-21: none better, nothing built",
 }
 # the papers' figures beside ours (per row; rows added later set `paper=` in their Bench)
 PAPER = {

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -25,32 +24,12 @@ from runtime.sweep import plan as P
 from runtime.sweep import report, success
 from runtime.sweep.api import load_spec
 from runtime.sweep.trial import CRASH_ENV, run_trial
+from support import elman_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = textwrap.dedent("""\
-    timeloom: 1
-    name: tiny
-    inputs:
-      x: {size: 2}
-    units:
-      h: {size: 4, activation: tanh}
-      y: {size: 1, activation: identity}
-    connections:
-      - {from: x, to: h}
-      - {from: h, to: h, delay: 1}
-      - {from: h, to: y}
-    outputs:
-      y: {loss: mse, at: last}
-    data: {task: adding, length: 6, test_size: 32}
-    training:
-      optimizer: adam
-      lr: 0.01
-      epochs: 2
-      steps_per_epoch: 3
-      batch_size: 8
-      seed: 0
-""")
+TINY = elman_yaml("tiny", h=4, at="last", data="{task: adding, length: 6, test_size: 32}",
+                  training="{optimizer: adam, lr: 0.01, epochs: 2, steps_per_epoch: 3, batch_size: 8, seed: 0}")
 
 
 @pytest.fixture

@@ -228,7 +228,9 @@ def count_parameters(inputs: dict, units: dict, connections: list) -> tuple[int,
     return total, trainable
 
 
-def _positive_int(v) -> int | None:
+def positive_int(v) -> int | None:
+    """v if it is an int > 0 (not a bool), else None: a count read from a spec before it is checked
+    (also the data tasks' `sequence_steps`, runtime/data/base.py)."""
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
 
@@ -247,7 +249,7 @@ def sequence_steps(data: dict) -> int | None:
     before loading the data."""
     kind = _task(data)
     if kind is None:
-        return _positive_int(data.get("seq_len")) if isinstance(data, dict) else None
+        return positive_int(data.get("seq_len")) if isinstance(data, dict) else None
     return kind.sequence_steps({k: v for k, v in data.items() if k != "task"})
 
 
@@ -257,10 +259,10 @@ def batch_size(data: dict, training: dict) -> int:
     sequences than there are)."""
     training = training if isinstance(training, dict) else {}
     data = data if isinstance(data, dict) else {}
-    B = _positive_int(training.get("batch_size", 32)) or 32
+    B = positive_int(training.get("batch_size", 32)) or 32
     kind = _task(data)
     count = (kind.sequences_per_epoch({k: v for k, v in data.items() if k != "task"}, training) if kind
-             else _positive_int(data.get("train_size")))
+             else positive_int(data.get("train_size")))
     return min(B, count) if count else B
 
 

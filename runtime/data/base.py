@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from compiler.budget import positive_int
 from compiler.errors import DataError
 
 COMMON_PARAMS = ("task", "input", "output")
@@ -151,11 +152,6 @@ def check_choice(params: dict, name: str, choices) -> str:
 
 
 # -- the Task base class ------------------------------------------------------------------------
-def positive_int(v) -> int | None:
-    """v if it is an int > 0 (not a bool), else None."""
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
-
-
 class Task:
     """A built-in data task bound to a program's input and output unit.
 

@@ -8,9 +8,6 @@ forward pass must not change; full BPTT must give different gradients (so the ma
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import yaml
@@ -19,6 +16,7 @@ from support import cli_in, random_batch
 import compiler
 import runtime
 from runtime import jit
+from tests.runtime.test_compiled_scan import assert_all_agree  # float64, to 1e-12
 
 torch = pytest.importorskip("torch")
 
@@ -189,19 +187,9 @@ def agreeing_specs():
     return {"mixed": mixed, "split": split, "bidirectional-lstm": bi, "gru-output-feedback": gru}
 
 
-def _compiled_scan_helpers():
-    """tests/runtime/test_compiled_scan.py's `networks` / `assert_all_agree` (float64, 1e-12)."""
-    path = Path(__file__).with_name("test_compiled_scan.py")
-    spec = importlib.util.spec_from_file_location("_compiled_scan_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.skipif(not jit.numba_available(), reason="numba is not installed")
 @pytest.mark.parametrize("name", list(agreeing_specs()))
 def test_compiled_interpreted_and_reference_agree_with_stop_marks(name):
-    assert_all_agree = _compiled_scan_helpers().assert_all_agree
     program = compiler.compile_spec(agreeing_specs()[name])
     assert any(c.stop_gradient for c in program.connections)
     rng = np.random.default_rng(3)

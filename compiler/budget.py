@@ -250,7 +250,9 @@ def sequence_steps(data: dict) -> int | None:
     kind = _task(data)
     if kind is None:
         return positive_int(data.get("seq_len")) if isinstance(data, dict) else None
-    return kind.sequence_steps({k: v for k, v in data.items() if k != "task"})
+    from runtime.data import task_params
+
+    return kind.sequence_steps(task_params(data))
 
 
 def batch_size(data: dict, training: dict) -> int:
@@ -261,8 +263,12 @@ def batch_size(data: dict, training: dict) -> int:
     data = data if isinstance(data, dict) else {}
     B = positive_int(training.get("batch_size", 32)) or 32
     kind = _task(data)
-    count = (kind.sequences_per_epoch({k: v for k, v in data.items() if k != "task"}, training) if kind
-             else positive_int(data.get("train_size")))
+    if kind is None:
+        count = positive_int(data.get("train_size"))
+    else:
+        from runtime.data import task_params
+
+        count = kind.sequences_per_epoch(task_params(data), training)
     return min(B, count) if count else B
 
 

@@ -32,8 +32,12 @@ def make_task(program, data_spec: dict | None = None, seed: int = 0) -> Task:
     name = spec.get("task", "files" if "files" in spec else None)
     if name not in TASKS:
         raise DataError(f"data.task must be one of {', '.join(TASKS)}, got {name!r}")
-    params = {k: v for k, v in spec.items() if k != "task"}
-    return TASKS[name](program, seed, **params)
+    return TASKS[name](program, seed, **task_params(spec))
+
+
+def task_params(data_spec: dict) -> dict:
+    """The task's own parameters: the data section without its `task:` key."""
+    return {k: v for k, v in data_spec.items() if k != "task"}
 
 
 __all__ = [
@@ -53,4 +57,5 @@ __all__ = [
     "make_task",
     "one_hot",
     "pad",
+    "task_params",
 ]

@@ -50,7 +50,6 @@ def no_traceback(text: str) -> None:
 
 
 # -- 7: a failed resume with --set leaves the run as it was -------------------------------------------
-@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")  # lr 1e6: the loss overflows on purpose
 def test_failed_resume_with_overrides_leaves_the_run_resumable(tmp_path):
     spec = tmp_path / "add.yaml"
     spec.write_text(ADDING)
@@ -88,7 +87,6 @@ def test_failed_resume_with_overrides_leaves_the_run_resumable(tmp_path):
     assert checkpoint.latest(folder / "checkpoints").name == "ckpt-00000010-0002-00000.npz"
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # lr 30 overflows on purpose
 def test_a_nan_after_the_overrides_reached_the_spec_names_the_set_that_undoes_them(tmp_path):
     """lr 30 trains one finite epoch (a checkpoint: the override is now the run's spec) and overflows in
     the next: the message gives the --set that restores the spec's earlier value."""
@@ -274,7 +272,6 @@ def test_a_checkpoint_holding_nan_is_refused_with_the_parameter_name(tiny, tmp_p
     assert only_run(tmp_path) == folder  # refused before a run directory was made
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")  # lr 1e6: the loss overflows on purpose
 def test_an_overflowing_loss_names_the_output_and_the_largest_parameter(tmp_path):
     spec = tmp_path / "add.yaml"
     spec.write_text(ADDING)

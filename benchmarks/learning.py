@@ -183,7 +183,10 @@ TRIED = {
                    "16-17 of 30 on seeds 30-59, round 5 17): no setting met >= 26 and >= 24, so no round-6 evaluation. "
                    "Round 7 (screening only, seeds 0-29): Gaussian noise on the training inputs (std 0.05-0.5) 0-14 "
                    "of 30; no input gate or no output gate 9-12; multi-stream DEKF (2 or 4 strings per joint update) "
-                   "16-21; short strings first 3-7; clipped cell output 5-17; truncated gradient 14: none better, nothing built",
+                   "16-21; short strings first 3-7; clipped cell output 5-17; truncated gradient 14: none better, "
+                   "nothing built. Round 8 (screening only, seeds 0-29): the global EKF (one covariance for all "
+                   "weights) 1-14 of 30; measurement noise following the outputs' Bernoulli variance 10-17 (14 "
+                   "on seeds 30-59, this spec 17): none better, nothing built",
 }
 # the papers' figures beside ours (per row; rows added later set `paper=` in their Bench)
 PAPER = {

@@ -186,7 +186,8 @@ TRIED = {
                    "16-21; short strings first 3-7; clipped cell output 5-17; truncated gradient 14: none better, "
                    "nothing built. Round 8 (screening only, seeds 0-29): the global EKF (one covariance for all "
                    "weights) 1-14 of 30; measurement noise following the outputs' Bernoulli variance 10-17 (14 "
-                   "on seeds 30-59, this spec 17): none better, nothing built",
+                   "on seeds 30-59, this spec 17); the round-2 (peephole, forget-gate) net with the truncated "
+                   "gradient: n 13-31 on seeds 0-5: none better, nothing built",
 }
 # the papers' figures beside ours (per row; rows added later set `paper=` in their Bench)
 PAPER = {

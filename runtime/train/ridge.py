@@ -103,6 +103,21 @@ def teacher(net, batch):
     return {readout.output: (target, np.ones(target.shape[:2]))}
 
 
+def washout_masks(net, batch, washout: int) -> dict | None:
+    """The loss masks that count the steps the fit used: the batch's masks, with the readout's
+    output masked before `washout` (the reservoir's start-up transient the readout was not fitted
+    on)."""
+    if washout <= 0:
+        return batch.masks
+    readout = find_readout(net.program)
+    T, B = next(iter(batch.inputs.values())).shape[:2]
+    keep = (np.arange(T) >= washout)[:, None] & np.ones((T, B), dtype=bool)
+    masks = dict(batch.masks or {})
+    given = masks.get(readout.output)
+    masks[readout.output] = keep * (1.0 if given is None else _host(net.backend, given))
+    return masks
+
+
 # atanh of a target beyond this is clipped (a squashed target of exactly +-1 has no net input)
 SQUASH_LIMIT = 1 - 1e-12
 

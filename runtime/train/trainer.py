@@ -317,7 +317,8 @@ class Trainer:
         try:
             self.ridge_info = ridge.fit(self.net, batches, cfg.ridge_alpha, cfg.washout, cfg.ridge_noise,
                                         cfg.ridge_solver, noise_seed=cfg.seed)
-            losses = [self.net.loss(b.inputs, b.targets, lengths=b.lengths, masks=b.masks,
+            losses = [self.net.loss(b.inputs, b.targets, lengths=b.lengths,
+                                    masks=ridge.washout_masks(self.net, b, cfg.washout),
                                     teacher=ridge.teacher(self.net, b)) for b in batches]
         except DataError as e:
             raise DataError(f"data task '{getattr(self.task, 'name', '?')}': {e}") from e

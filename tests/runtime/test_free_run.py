@@ -187,3 +187,19 @@ def test_bad_settings_name_the_key():
         build(spec)
     with pytest.raises(SpecError, match="solver"):
         compiler.compile_spec(esn_spec(ridge_cfg={"alpha": 1e-9, "solver": "qr"}))
+
+
+def test_the_training_loss_of_a_ridge_fit_counts_only_the_steps_after_the_washout():
+    """The reported training loss is the mse over the steps the readout was fitted on: the
+    reservoir's start-up transient (t < washout) stays out, as it stays out of the fit."""
+    program, task, net = build(esn_spec(units=30, feedback=False, activation="identity",
+                                        data={"task": "mackey_glass", "length": 900},
+                                        ridge_cfg={"alpha": 1.0e-9, "washout": 100}))
+    cfg = Config.from_training(program.training)
+    result = Trainer(net, task, cfg).fit()
+    batches = list(task.train_batches(cfg.batch_size, np.random.default_rng(0)))
+    squared = [((net.forward(b.inputs)["y"] - b.targets["y"]) ** 2)[100:] for b in batches]
+    by_hand = np.mean([s.mean() for s in squared])
+    everything = np.mean([((net.forward(b.inputs)["y"] - b.targets["y"]) ** 2).mean() for b in batches])
+    assert result.history[0]["loss"] == pytest.approx(by_hand, rel=1e-9)
+    assert everything > 10 * by_hand  # the transient would have dominated the figure

@@ -16,6 +16,8 @@ class SpecIssue:
     severity: str = "error"  # "error" | "warning"
 
     def __str__(self) -> str:
+        if self.line <= 0:  # about the whole file (not found, not readable): no place inside it
+            return f"{self.file}: {self.severity}: {self.message}"
         return f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
 
 
@@ -27,7 +29,8 @@ class SpecError(TimeloomError):
     """The spec is invalid; `.errors` lists every problem found (file, line, column, path, message)."""
 
     def __init__(self, errors: list[SpecIssue]):
-        self.errors = list(errors)
+        # in file order, as a compiler lists them (the stages that found them run in another order)
+        self.errors = sorted(errors, key=lambda e: (e.file, e.line, e.column))
         super().__init__("\n".join(str(e) for e in self.errors) or "invalid spec")
 
 

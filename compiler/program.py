@@ -178,12 +178,23 @@ def _later_stages(data, positions, earlier) -> list:
     if not isinstance(data, dict):
         return []
     try:
-        ex = expand(data, positions)
+        ex = expand(data, positions, _defined_badly(earlier))
         g = graphs.folded_graph(ex.inputs, ex.units, ex.connections)
         found = ex.issues + _local_checks(ex, g, ex.issues + list(earlier)) + _data_params(data, positions)
     except Exception:  # noqa: BLE001 - invalid data may break any assumption of the later stages
         return []
     return [i for i in found if i.severity == "error" and not _overlaps(i, earlier)]
+
+
+def _defined_badly(earlier) -> set:
+    """The top-level units and blocks with a schema error inside their definitions (`blocks/enc/
+    size` -> enc): not built by the later stages, so their connections raise no follow-on errors."""
+    names = set()
+    for issue in earlier:
+        parts = issue.path.strip("/").split("/")
+        if len(parts) >= 3 and parts[0] in ("units", "blocks"):
+            names.add(parts[1])
+    return names
 
 
 def _local_checks(ex, g, earlier) -> list:

@@ -106,9 +106,13 @@ class Expander:
         user templates); otherwise everything points at `path` (a built-in block entry)."""
         where = (lambda *p: path + p) if own_path else (lambda *p: path)
         for name, ub in (body.get("units") or {}).items():
+            if self.is_failed(prefix + name):
+                continue
             if not self._try(where("units", name), self.add_unit, prefix + name, ub, where("units", name), own_path):
                 self.failed.add(prefix + name)
         for name, bb in (body.get("blocks") or {}).items():
+            if self.is_failed(prefix + name):
+                continue
             if not self._try(where("blocks", name), self.add_block, prefix + name, bb, direction,
                              where("blocks", name), own_path):
                 self.failed.add(prefix + name)
@@ -403,8 +407,12 @@ def name_connections(connections: list[Connection]) -> list[Connection]:
     return connections
 
 
-def expand(spec: dict, positions: Positions) -> Expanded:
+def expand(spec: dict, positions: Positions, broken=()) -> Expanded:
+    """The spec's units, blocks and connections, expanded. `broken`: top-level unit or block
+    names whose definitions are already reported invalid (by the schema); they are not built,
+    and connections to them are dropped without an error of their own."""
     ex = Expander(spec, positions)
+    ex.failed.update(broken)
     try:
         ex.scope(spec, "", 1, (), own_path=True)
     except _OverBudget:  # too many connections: stop at once, the issue says why

@@ -118,7 +118,7 @@ def test_missing_file_exits_2_with_a_clear_message(tmp_path):
     missing = tmp_path / "nope.yaml"
     result = invoke("compile", missing)
     assert result.exit_code == 2
-    assert f"{missing}:0:0: error: file not found" in result.output
+    assert f"{missing}: error: file not found" in result.output  # no line:col: the whole file
     result = invoke("compile", tmp_path)
     assert result.exit_code == 2 and "is a directory" in result.output
     result = invoke("run", missing)

@@ -76,6 +76,8 @@ def test_compiler_reports_every_expected_error_at_its_place(path):
     report = "\n".join(f"  {e.line}:{e.column}: {e.message}" for e in errors)
     for want in expectations(path):
         assert any(want.found_in(e) for e in errors), f"{path.name}: expected {want}\ngot:\n{report}"
+    places = [(e.line, e.column) for e in errors]
+    assert places == sorted(places), f"{path.name}: not in file order:\n{report}"
     for e in errors:
         assert e.severity == "error"
         assert e.file == str(path)
@@ -235,3 +237,11 @@ def test_mangled_specs_give_spec_errors_never_crashes(spec, picks):
         assert e.errors and all(issue.message for issue in e.errors)
     except BudgetError as e:
         assert "TIMELOOM_MAX" in str(e) or "limit" in str(e)
+
+
+def test_a_block_the_schema_refused_raises_no_follow_on_errors_at_its_connections():
+    """A gru of size 0 is one mistake: its connections are not also reported as going to a
+    block without ports (whose fix, "add inputs: to the template", would be wrong)."""
+    with pytest.raises(SpecError) as info:
+        compile_spec(INVALID / "block_size_zero.yaml")
+    assert [(e.line, e.column) for e in info.value.errors] == [(5, 26)]

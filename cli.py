@@ -1,6 +1,7 @@
 """The `timeloom` command line: compile (validate, summarize, export/draw graphs), run (train, evaluate, generate)."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from enum import Enum
@@ -78,11 +79,11 @@ def _fail(err: TimeloomError) -> None:
     raise typer.Exit(2)
 
 
-def _load(spec: Path):
+def _load(spec: Path, overrides=()):
     from compiler import load_spec
 
     try:
-        return load_spec(spec).program
+        return load_spec(spec, overrides).program
     except TimeloomError as e:
         _fail(e)
 
@@ -90,20 +91,21 @@ def _load(spec: Path):
 SUMMARY_ITEMS = 32  # a longer list in the compile summary is cut, with the number left out
 
 
-def _some(items: list, what: str, indent: str = "") -> list:
-    """items, or the first SUMMARY_ITEMS of them and one saying how many more `what` there are."""
-    if len(items) <= SUMMARY_ITEMS:
+def _some(items: list, what: str, indent: str = "", limit: int | None = SUMMARY_ITEMS) -> list:
+    """items, or the first `limit` of them and one saying how many more `what` there are."""
+    if limit is None or len(items) <= limit:
         return items
-    return items[:SUMMARY_ITEMS] + [f"{indent}... and {len(items) - SUMMARY_ITEMS:,} more {what}"]
+    return items[:limit] + [f"{indent}... and {len(items) - limit:,} more {what} (--all lists them)"]
 
 
-def _summary(program) -> str:
+def _summary(program, limit: int | None = SUMMARY_ITEMS) -> str:
+    some = functools.partial(_some, limit=limit)
     s = program.summary()
     lines = [f"{s['name']}: {len(s['units'])} units, {s['parameters']:,} trainable parameters"
              + (f", {s['fixed_parameters']:,} fixed" if s["fixed_parameters"] else "")]
-    lines.append("  inputs:  " + ", ".join(_some([f"{n}[{k}]" for n, k in s["inputs"].items()], "inputs")))
-    lines.append("  units:   " + ", ".join(_some([f"{n}[{k}]" for n, k in s["units"].items()], "units")))
-    lines.append("  outputs: " + (", ".join(_some([f"{o.unit} ({o.loss}, at {o.at})" for o in program.outputs.values()],
+    lines.append("  inputs:  " + ", ".join(some([f"{n}[{k}]" for n, k in s["inputs"].items()], "inputs")))
+    lines.append("  units:   " + ", ".join(some([f"{n}[{k}]" for n, k in s["units"].items()], "units")))
+    lines.append("  outputs: " + (", ".join(some([f"{o.unit} ({o.loss}, at {o.at})" for o in program.outputs.values()],
                                                    "outputs")) or "none"))
     lines.append("  parameters:")
     rows = []
@@ -113,15 +115,15 @@ def _summary(program) -> str:
             count *= d
         flag = "" if p.trainable else "  (fixed)"
         rows.append(f"    {name:32s} {str(tuple(p.shape)):>12s} {count:>9,}{flag}")
-    lines += _some(rows, "parameters", "    ")
+    lines += some(rows, "parameters", "    ")
     rec = [c for c in program.components if c.recurrent]
     lines.append(f"  recurrent components: {len(rec)}")
     comps = []
     for c in rec:
         way = "forward" if c.direction > 0 else "backward"
         delays = ", ".join(str(d) for d in c.delays if d)
-        comps.append(f"    [{way}, delays {delays}] " + " -> ".join(_some(list(c.units), "units")))
-    lines += _some(comps, "components", "    ")
+        comps.append(f"    [{way}, delays {delays}] " + " -> ".join(some(list(c.units), "units")))
+    lines += some(comps, "components", "    ")
     return "\n".join(lines)
 
 
@@ -159,14 +161,19 @@ def compile(
     emit_step: Optional[Path] = typer.Option(None, "--emit-step",
                                              help="write the generated source of the compiled time loop "
                                                   "(one scan per recurrent component) to this file"),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="override a spec value first, as `timeloom run --set` does "
+                                        "(e.g. --set units.h.size=64; repeatable)"),
+    all_: bool = typer.Option(False, "--all", help=f"list every unit, parameter and component (the "
+                                                    f"summary cuts lists longer than {SUMMARY_ITEMS})"),
 ):
     """Validate SPEC, print a summary, and optionally write its folded or unrolled graph.
 
     Example: timeloom compile specs/elman.yaml --steps 4 -o elman.png"""
-    program = _load(spec)
+    program = _load(spec, set_)
     for w in program.warnings:
         typer.echo(str(w), err=True)
-    typer.echo(_summary(program))
+    typer.echo(_summary(program, None if all_ else SUMMARY_ITEMS))
     from compiler import budget
     typer.echo(budget.estimate(program).line())
     typer.echo(_time_loop(program))

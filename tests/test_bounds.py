@@ -366,3 +366,6 @@ def test_the_compile_summary_of_a_wide_net_is_cut_with_a_count(tmp_path):
     assert f"... and {n - k} more units" in out and f"... and {3 * n - k} more parameters" in out
     assert f"... and {n - k} more components" in out
     assert out.count("(1, 1)") == k  # parameter rows shown
+    every = CliRunner().invoke(cli.app, ["compile", str(path), "--all"]).output
+    assert "more" not in every and every.count("(1, 1)") == 2 * n  # every u->u@1 and x->u row
+    assert all(f"u{i}[1]" in every for i in range(n))

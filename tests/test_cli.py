@@ -114,6 +114,16 @@ def test_unknown_graph_format_exits_2(tmp_path):
     assert "unknown graph format 'xyz'" in result.output and "json" in result.output
 
 
+def test_compile_applies_set_overrides_like_run():
+    plain = invoke("compile", ELMAN)
+    wider = invoke("compile", ELMAN, "--set", "units.h.size=7")
+    assert plain.exit_code == 0 and wider.exit_code == 0, wider.output
+    assert re.search(r"^    h->h@1 +\(7, 7\) +49$", wider.output, re.M)
+    assert not re.search(r"\(7, 7\)", plain.output)
+    bad = invoke("compile", ELMAN, "--set", "units.hh.size=7")
+    assert bad.exit_code == 2 and "--set units.hh.size=7" in bad.output and "there is no unit 'hh'" in bad.output
+
+
 def test_missing_file_exits_2_with_a_clear_message(tmp_path):
     missing = tmp_path / "nope.yaml"
     result = invoke("compile", missing)

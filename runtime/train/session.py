@@ -239,7 +239,8 @@ def far_from_baseline(evaluation: dict) -> list[str]:
         return []
     if not value <= FAR_FROM_BASELINE * base:  # also NaN
         return [f"{metric} {value:.6g} is {value / base:.3g} times the baseline's {base:.6g} (the trivial "
-                f"predictor): training diverged or did not learn; try a lower lr or clip_norm"]
+                f"predictor): training diverged or has not learned yet; train longer (more epochs) or, if the "
+                f"loss grew, try a lower lr or clip_norm"]
     return []
 
 

@@ -214,12 +214,15 @@ class Task:
     def expect_input_size(self, n: int, what: str):
         if self.input_size != n:
             raise DataError(f"input '{self.input}' has size {self.input_size} but task {self.name} "
-                            f"produces {n} features ({what})")
+                            f"produces {n} features ({what}); set inputs.{self.input}.size: {n} in the spec")
 
     def expect_output_size(self, n: int, what: str):
         if self.output_size != n:
+            units = (self.program.spec or {}).get("units") or {}
+            fix = f"set units.{self.output}.size: {n} in the spec" if self.output in units else \
+                f"give output '{self.output}' size {n}"
             raise DataError(f"output '{self.output}' has size {self.output_size} but task {self.name} "
-                            f"needs {n} ({what})")
+                            f"needs {n} ({what}); {fix}")
 
     def expect_loss(self, losses, why: str):
         if self.out.loss not in losses:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from .errors import SpecError, SpecIssue, TimeloomError
+from .errors import SpecError, SpecIssue
 from .loader import load_yaml
 from .schema import did_you_mean
 
@@ -23,20 +23,25 @@ def parse(item: str) -> tuple[list, object]:
     """"training.bptt.truncate=20" -> (["training", "bptt", "truncate"], 20)."""
     key, eq, text = item.partition("=")
     if not eq or not key.strip() or not text.strip():
-        raise TimeloomError(f"--set {_short(item)!r}: write KEY=VALUE, e.g. --set training.lr=0.01")
+        _refuse(repr(_short(item)), "write KEY=VALUE, e.g. --set training.lr=0.01")
     parts = key.strip().split(".")
     if len(parts) > MAX_PARTS:
-        raise TimeloomError(f"--set {_short(key)}: the key has {len(parts)} dotted parts (at most {MAX_PARTS}); "
-                            "a spec path is a few names such as training.bptt.truncate")
+        _refuse(_short(key), f"the key has {len(parts)} dotted parts (at most {MAX_PARTS}); "
+                "a spec path is a few names such as training.bptt.truncate")
     if any(not p.strip() for p in parts):
-        raise TimeloomError(f"--set {_short(item)}: the key has an empty part (two dots in a row, or a dot "
-                            "at an end); write e.g. units.h.size=32")
+        _refuse(_short(item), "the key has an empty part (two dots in a row, or a dot at an end); "
+                "write e.g. units.h.size=32")
     path = [int(p) if p.isdigit() else p for p in parts]
     try:
         value, _ = load_yaml(text, f"--set {key}")
     except SpecError as e:
-        raise TimeloomError(f"--set {_short(item)}: the value is not valid YAML ({e.errors[0].message})") from e
+        _refuse(_short(item), f"the value is not valid YAML ({e.errors[0].message})")
     return path, value
+
+
+def _refuse(item: str, message: str):
+    """A malformed or misdirected --set, reported as the spec's errors are (`--set ITEM: error: ...`)."""
+    raise SpecError([OverrideIssue("--set", 0, 0, "", message, "error", item)])
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -61,8 +66,8 @@ def check_names(spec: dict, path: list, value, item: str) -> None:
     example = "{size: 8, activation: tanh}" if section == "units" else \
         "{size: 3}" if section == "inputs" else "{loss: mse}" if section == "outputs" else "{type: lstm, size: 8}" \
         if section == "blocks" else "{...}"
-    raise TimeloomError(f"--set {_short(item)}: there is no {kind} '{name}'{hint} ({have}); to add a new "
-                        f"{kind}, give its whole entry, e.g. --set {section}.{name}={example}")
+    _refuse(_short(item), f"there is no {kind} '{name}'{hint} ({have}); to add a new {kind}, give its "
+                          f"whole entry, e.g. --set {section}.{name}={example}")
 
 
 def apply(spec: dict, items: list[str]) -> dict:
@@ -79,12 +84,12 @@ def apply(spec: dict, items: list[str]) -> dict:
                 nxt = node[part] = {}
             if not isinstance(nxt, (dict, list)):
                 where = ".".join(str(p) for p in path[:i + 1])
-                raise TimeloomError(f"--set {_short(item)}: '{where}' is not a mapping or list")
+                _refuse(_short(item), f"'{where}' is not a mapping or list")
             node = nxt
         last = path[-1]
         if isinstance(node, list):
             if not isinstance(last, int) or last >= len(node):
-                raise TimeloomError(f"--set {_short(item)}: no item {last} in that list")
+                _refuse(_short(item), f"no item {last} in that list")
         node[last] = value
     return spec
 

@@ -259,7 +259,7 @@ def run_one(b: Bench, seed: int, args) -> dict:
     rundir = newest_rundir(runs_dir, before)
     record = {"bench": b.key, "spec": b.spec, "seed": seed, "sets": sets, "epochs_setting": epochs,
               "command": shown, "seconds": round(seconds, 1), "returncode": proc.returncode,
-              "rundir": str(rundir) if rundir else None, "budget_stopped": stopped,
+              "rundir": stored_path(rundir) if rundir else None, "budget_stopped": stopped,
               "budget_minutes": args.budget_minutes}
     evaluation = None
     if rundir and (rundir / "evaluation.json").exists():
@@ -282,6 +282,8 @@ def run_one(b: Bench, seed: int, args) -> dict:
         record["error"] = out[-2000:]
     else:
         record["evaluation"] = compact_curve(evaluation)
+        if evaluation.get("checkpoint"):
+            record["evaluation"]["checkpoint"] = stored_path(evaluation["checkpoint"])
         if evaluation.get("metric") == "nrmse" and rundir and "horizon" not in " ".join(sets):
             fr = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--free-run", str(rundir)],
                                 cwd=ROOT, capture_output=True, text=True, check=False)
@@ -290,6 +292,22 @@ def run_one(b: Bench, seed: int, args) -> dict:
             except (ValueError, IndexError):
                 record["free_run_error"] = (fr.stderr or fr.stdout)[-500:]
     return record
+
+
+def stored_path(path) -> str:
+    """A run's path as the results file keeps it: relative to the repository when inside it, else
+    the run folder's name alone (the file is committed: it names no place on this machine)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        folder = path.parent.parent if path.parent.name == "checkpoints" else path
+        return str(path.relative_to(folder.parent))
+
+
+def run_path(stored) -> Path:
+    """Where a stored run path is now (in the repository; a run made elsewhere is not found)."""
+    return ROOT / stored
 
 
 def read_metrics(rundir: Path) -> list[dict]:
@@ -374,7 +392,7 @@ def _reason(run: dict) -> str:
 def _task_of(run: dict) -> str:
     try:
         import yaml
-        saved = Path(run["rundir"] or "", "spec.yaml")
+        saved = run_path(run["rundir"] or "") / "spec.yaml"
         if run.get("rundir") and saved.exists():
             spec = yaml.safe_load(saved.read_text())
         else:  # the run directory is gone (another machine): the spec file and the run's --set data=
@@ -469,7 +487,7 @@ def plot_pair(runs_a: list[dict], runs_b: list[dict], label_a: str, label_b: str
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if not any(r.get("rundir") and (Path(r["rundir"]) / "metrics.jsonl").exists() for r in runs_a + runs_b):
+    if not any(r.get("rundir") and (run_path(r["rundir"]) / "metrics.jsonl").exists() for r in runs_a + runs_b):
         print(f"{path.name} kept: the run directories of this pair are not here", file=sys.stderr)
         return
     fig = Figure(figsize=(6.4, 3.6))
@@ -479,7 +497,7 @@ def plot_pair(runs_a: list[dict], runs_b: list[dict], label_a: str, label_b: str
         for i, r in enumerate(runs):
             if not r.get("rundir"):
                 continue
-            ep = [m for m in read_metrics(Path(r["rundir"])) if m.get("kind") == "epoch" and m.get(metric) is not None]
+            ep = [m for m in read_metrics(run_path(r["rundir"])) if m.get("kind") == "epoch" and m.get(metric) is not None]
             ax.plot([m["epoch"] for m in ep], [m[metric] for m in ep], "o-", ms=3, color=color, alpha=0.9,
                     label=f"{label}" if i == 0 else None)
     if baseline is not None:
@@ -514,7 +532,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per benchmark")
     ap.add_argument("--seed-offset", type=int, default=0, help="first seed")
     ap.add_argument("--named-seeds", action="store_true",
-                    help="run each benchmark's named evaluation seeds (Bench.eval_seeds, e.g. 1000-1009) "
+                    help="run each benchmark's named evaluation seeds (Bench.eval_seeds, e.g. 2000-2009) "
                          "instead of --seeds/--seed-offset")
     ap.add_argument("--budget-minutes", type=float, default=None, help="stop each training after M minutes")
     ap.add_argument("--epochs", type=int, default=None, help="training.epochs for every benchmark run")

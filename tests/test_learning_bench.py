@@ -42,3 +42,30 @@ def test_a_target_over_8_of_10_seeds_is_met_with_8_and_missed_with_7():
     assert "8/10 (target: 8 of 10; met)" in table([row(eight, 8)]) and "missed" not in table([row(eight, 8)])
     assert "7/10; missed: what was tried" in table([row([60] * 7 + [10] * 3, 8)])
     assert "8/10; missed: what was tried" in table([row(eight, None)])  # default: every seed must meet it
+
+
+def test_run_paths_are_stored_relative_to_the_repository_and_found_again():
+    bench = learning()
+    inside = ROOT / "runs" / "learning" / "bench-x"
+    assert bench.stored_path(inside) == str(Path("runs", "learning", "bench-x"))
+    assert bench.run_path(bench.stored_path(inside)) == inside
+    assert bench.stored_path("/elsewhere/runs/bench-y") == "bench-y"  # outside: the folder's name only
+    assert bench.stored_path("/elsewhere/runs/bench-y/checkpoints/c.npz") == str(Path("bench-y", "checkpoints", "c.npz"))
+
+
+def test_the_committed_results_name_no_path_of_the_machine_they_were_run_on():
+    import json
+    results = json.loads((ROOT / "benchmarks" / "results" / "learning.json").read_text())
+    found = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for key, x in v.items():
+                if key in ("rundir", "checkpoint") and isinstance(x, str) and Path(x).is_absolute():
+                    found.append(x)
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+    walk(results)
+    assert not found, found[:3]

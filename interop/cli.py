@@ -85,9 +85,14 @@ def register(app: typer.Typer, fail) -> None:
                 typer.echo(f"warning: no --params: exporting the initial parameters (seed {seed})", err=True)
             values = {k: net.backend.to_numpy(v) for k, v in net.params.items()}
             model = _need_onnx(lambda: export_onnx(program, values, dtype=dtype, standard_ops=not scan_only))
+            ops = sorted({n.op_type for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN", "Scan")})
+            if verify and dtype == "float64" and set(ops) - {"Scan"}:
+                from .errors import InteropError
+                raise InteropError(f"--verify runs the model in onnxruntime, which runs {'/'.join(set(ops) - {'Scan'})} "
+                                   "operators in float32 only; add --scan-only for a float64 model it runs, or "
+                                   "leave out --verify (the model itself is valid ONNX)")
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_bytes(model.SerializeToString())
-            ops = sorted({n.op_type for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN", "Scan")})
             typer.echo(f"wrote {output} (opset {model.opset_import[0].version}, {dtype}"
                        + (f", recurrences as {', '.join(ops)}" if ops else "") + ")")
             if verify:
@@ -138,8 +143,11 @@ def _verify(model, net, dtype, seed) -> str:
     rng = np.random.default_rng(seed)
     inputs = {n: rng.standard_normal((6, 2, k)) for n, k in net.program.inputs.items()}
     want = net.forward(inputs)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {n: a.astype(dtype) for n, a in inputs.items()})
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {n: a.astype(dtype) for n, a in inputs.items()})
+    except Exception as e:  # noqa: BLE001 - onnxruntime's own errors (e.g. an operator it lacks)
+        raise InteropError(f"onnxruntime cannot run the written model: {str(e).splitlines()[0][:300]}") from None
     err = max(float(np.abs(g - net.backend.to_numpy(want[u])).max()) for g, u in zip(got, net.program.outputs))
     tol = 1e-4 if dtype == "float32" else 1e-9
     if not err <= tol:

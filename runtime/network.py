@@ -57,12 +57,15 @@ class Network:
             raise DataError(f"unknown input '{unknown[0]}' (the spec's inputs: {', '.join(p.inputs)})")
         arrays, T, B = {}, None, None
         for name, size in p.inputs.items():
-            a = inputs[name]
+            a = _real_array(inputs[name], f"input '{name}'")
             shape = tuple(a.shape)
             if len(shape) != 3 or shape[2] != size or (T is not None and shape[:2] != (T, B)):
                 want = f"(T, B, {size})" if T is None else f"({T}, {B}, {size})"
                 raise DataError(f"input '{name}' has shape {shape}, expected {want} (time, batch, features)")
             T, B = shape[0], shape[1]
+            if T == 0 or B == 0:
+                raise DataError(f"input '{name}' has shape {shape}: it needs at least one time step and one "
+                                f"sequence (T >= 1, B >= 1)")
             arr = self.backend.asarray(a)
             if not bool(self.xp.isfinite(arr).all()):
                 raise DataError(f"input '{name}' contains NaN or Inf values")
@@ -70,15 +73,33 @@ class Network:
         if T is None:
             raise DataError("the spec has no inputs; give at least one input")
         if lengths is not None:
-            lengths = np.asarray(self.backend.to_numpy(lengths) if not isinstance(lengths, (list, tuple))
-                                 else lengths, dtype=np.int64)
-            if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
-                raise DataError(f"lengths must be {B} integers in [1, {T}], got {lengths.tolist()}")
+            given = np.asarray(self.backend.to_numpy(lengths) if not isinstance(lengths, (list, tuple))
+                               else lengths)
+            whole = given.dtype.kind in "iu" or (given.dtype.kind == "f" and bool(np.all(np.mod(given, 1) == 0)))
+            lengths = given.astype(np.int64) if whole else None
+            if lengths is None or lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
+                raise DataError(f"lengths must be {B} integers in [1, {T}], got {given.tolist()}")
             if lengths.min() == T:
                 lengths = None
         if state is not None:
-            state = {k: self.backend.asarray(v) for k, v in state.items()}
+            state = {k: self.backend.asarray(v) for k, v in self._checked_state(state, B).items()}
         return arrays, Reads(p, self.backend, T, B, lengths, state, self._teacher(teacher, T, B))
+
+    def _checked_state(self, state, B):
+        """`state=` as forward(return_state=True) gives it: {unit or input with delayed reads: (k, B,
+        size)}, the last k values, newest last. Units left out start from their initial state."""
+        p, checked = self.program, {}
+        for name, value in state.items():
+            if name not in self.state_depth:
+                have = ", ".join(self.state_depth) or "none (nothing is read with a delay)"
+                raise DataError(f"state names '{name}', which carries no state (the state's keys: {have})")
+            size = p.units[name].size if name in p.units else p.inputs[name]
+            a = _real_array(value, f"state '{name}'")
+            if len(a.shape) != 3 or a.shape[0] < 1 or tuple(a.shape[1:]) != (B, size):
+                raise DataError(f"state '{name}' has shape {tuple(a.shape)}, expected "
+                                f"({self.state_depth[name]}, {B}, {size}) (steps, batch, size)")
+            checked[name] = a
+        return checked
 
     def _run(self, inputs, lengths, state, teacher):
         """Check the data and run the executor's forward: (inputs on the backend, reads, tape)."""
@@ -92,6 +113,7 @@ class Network:
             if name not in self.program.units:
                 raise DataError(f"teacher forcing names unknown unit '{name}'")
             values, mask = spec if isinstance(spec, tuple) else (spec, None)
+            values = _real_array(values, f"teacher values for '{name}'")
             size = self.program.units[name].size
             if tuple(values.shape) != (T, B, size):
                 raise DataError(f"teacher values for '{name}' have shape {tuple(values.shape)}, "
@@ -216,6 +238,7 @@ class Network:
 
     def _target(self, name, target, out, reads):
         T, B, size = reads.T, reads.B, self.program.units[name].size
+        target = _real_array(target, f"target for output '{name}'")
         shape = tuple(target.shape)
         lead = (B,) if out.at == "last" else (T, B)
         ok = shape in (lead + (size,), lead) if out.loss == "cross_entropy" else shape == lead + (size,)
@@ -232,6 +255,23 @@ class Network:
         full = xp.zeros((reads.T,) + tuple(target.shape), dtype=target.dtype)
         full[:] = target
         return full
+
+
+def _real_array(a, what: str):
+    """`a` as an array of real numbers (lists are converted; NumPy, CuPy and torch arrays kept),
+    or a DataError naming `what`."""
+    if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{what} is not an array of numbers ({e})") from None
+    try:
+        kind = np.dtype(a.dtype).kind
+    except TypeError:  # a torch dtype
+        kind = "c" if getattr(a.dtype, "is_complex", False) else "f"
+    if kind not in "biuf":
+        raise DataError(f"{what} has dtype {a.dtype}; give real numbers (float, int or bool)")
+    return a
 
 
 def _state_depth(program) -> dict:

@@ -253,3 +253,15 @@ def test_torch_module_scopes_name_the_blocks(tmp_path):
     x = torch.randn(T, B, I)
     got = net.forward({"x": x.numpy().astype(np.float64)}, units=["p"])["p"]
     np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=0, atol=2e-5)
+
+
+def test_verify_of_a_float64_model_with_lstm_operators_is_refused_before_writing(tmp_path):
+    """onnxruntime runs LSTM/GRU/RNN in float32 only: the float64 export keeps the operators (valid
+    ONNX, importable), so --verify is refused with the advice, and --scan-only verifies."""
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "small.yaml").write_text(SMALL)
+    refused(cli_in(tmp_path, ["export", "small.yaml", "--dtype", "float64", "--verify", "-o", "m.onnx"]),
+            "--verify", "float32 only", "--scan-only")
+    assert not (tmp_path / "m.onnx").exists()
+    out = ok(cli_in(tmp_path, ["export", "small.yaml", "--dtype", "float64", "--scan-only", "--verify", "-o", "m.onnx"]))
+    assert "recurrences as Scan" in out and "verified" in out

@@ -458,11 +458,58 @@ def test_missing_target_is_named(two_inputs):
         two_inputs.loss(inputs, targets)
 
 
-@pytest.mark.parametrize("lengths", [[0, 5], [5, 6], [5]])
+@pytest.mark.parametrize("lengths", [[0, 5], [5, 6], [5], [5.0, 4.5]])
 def test_lengths_outside_one_to_T_are_rejected(two_inputs, lengths):
     inputs, targets = good()
     with pytest.raises(DataError, match=r"lengths must be 2 integers in \[1, 5\]"):
         two_inputs.loss(inputs, targets, lengths=lengths)
+
+
+def test_whole_float_lengths_are_the_integers(two_inputs):
+    inputs, targets = good()
+    assert two_inputs.loss(inputs, targets, lengths=np.array([5.0, 3.0])) == \
+        two_inputs.loss(inputs, targets, lengths=[5, 3])
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda x: x.astype(complex), r"input 'x' has dtype complex128; give real numbers"),
+    (lambda x: x.astype(str), r"input 'x' has dtype <U\d+; give real numbers"),
+    (lambda x: x[:0], r"input 'x' has shape \(0, 2, 3\): it needs at least one time step"),
+    (lambda x: x[:, :0], r"input 'x' has shape \(5, 0, 3\)"),
+])
+def test_inputs_that_are_not_real_arrays_with_steps_are_named(two_inputs, bad, message):
+    inputs, targets = good()
+    inputs["x"] = bad(inputs["x"])
+    inputs["m"] = inputs["m"][:inputs["x"].shape[0], :inputs["x"].shape[1]]
+    with pytest.raises(DataError, match=message):
+        two_inputs.forward(inputs)
+
+
+def test_lists_are_taken_as_arrays(two_inputs):
+    inputs, targets = good()
+    as_lists = {k: v.tolist() for k, v in inputs.items()}
+    assert two_inputs.loss(as_lists, {k: v.tolist() for k, v in targets.items()}) == two_inputs.loss(inputs, targets)
+
+
+@pytest.mark.parametrize("jit", [None, False])
+def test_a_carried_state_is_checked_by_name_and_shape(jit):
+    """`state=` as forward(return_state=True) gives it: a wrong shape or an unknown key is a
+    DataError (numba's typing error, or with jit=False a silently wrong result, before)."""
+    p = spec({"x": {"size": 3}}, {"h": {"size": 4, "activation": "tanh"}, "y": {"size": 2, "activation": "identity"}},
+             [{"from": "x", "to": "h"}, {"from": "h", "to": "h", "delay": 2}, {"from": "h", "to": "y"}],
+             {"y": {"loss": "mse"}})
+    net = runtime.Network(p, dtype="float64", jit=jit)
+    x = xs(np.random.default_rng(0), 3)
+    _, state = net.forward({"x": x}, return_state=True)
+    assert state["h"].shape == (2, B, 4)
+    for bad, message in [({"h": state["h"][0]}, r"state 'h' has shape \(3, 4\), expected \(2, 3, 4\)"),
+                         ({"h": state["h"][:, :2]}, r"state 'h' has shape \(2, 2, 4\)"),
+                         ({"hh": state["h"]}, r"state names 'hh', which carries no state \(the state's keys: h\)"),
+                         ({"h": state["h"].astype(complex)}, r"state 'h' has dtype complex128")]:
+        with pytest.raises(DataError, match=message):
+            net.forward({"x": x}, state=bad)
+    close(net.forward({"x": x}, state={"h": state["h"][1:]})["y"],  # fewer steps than the depth: allowed
+          net.forward({"x": x}, state={"h": np.concatenate([np.zeros((1, B, 4)), state["h"][1:]])})["y"])
 
 
 def test_non_finite_inputs_are_rejected(two_inputs):

@@ -1,13 +1,19 @@
 """Free-running generation: prime the network with a sequence, then let it run on its own.
 
-Two modes:
+Three modes:
+- `hold` (a network that reads its own output back with a delay, e.g. an echo-state network
+  with output feedback, primed with a constant input such as Jaeger's bias): the output
+  reaches the next step through the network's own delayed connection, the input stays at its
+  last priming value;
 - `feedback` (prediction tasks: one input and one output of the same size): each generated
   output becomes the next input: the argmax one-hot (or a sample at `temperature` > 0) for
   a cross_entropy output, 0/1 for bce, the value itself for mse;
 - `zeros` (one-to-many): after the priming steps the input is zero, the output unfolds from
   the state alone.
 The state is carried from step to step with `forward(state=..., return_state=True)`; the
-first generated output is the network's output at the last priming step.
+first generated output is the network's output at the last priming step. A network that
+reads its output back is teacher-forced while primed (`teacher=`: its delayed reads of the
+output see the priming targets, as in training), then runs on its own outputs.
 """
 from __future__ import annotations
 
@@ -50,7 +56,17 @@ def check_generation(program, steps: int) -> None:
                         steps * (program.units[out].size + 1) * (8 + 25))
 
 
-def choose_mode(program, out: str) -> str:
+def reads_itself(program, out: str) -> bool:
+    """Is the output read back into the network with a delay (output feedback)?"""
+    return any(c.source == out and c.delay > 0 for c in program.connections)
+
+
+def choose_mode(program, out: str, prime: dict | None = None) -> str:
+    """`hold` for output feedback with constant priming inputs, `feedback` for one input of the
+    output's size, else `zeros`."""
+    if reads_itself(program, out) and prime is not None and all(
+            np.array_equal(np.broadcast_to(np.asarray(x)[-1:], np.shape(x)), np.asarray(x)) for x in prime.values()):
+        return "hold"
     if len(program.inputs) == 1 and next(iter(program.inputs.values())) == program.units[out].size:
         return "feedback"
     return "zeros"
@@ -84,18 +100,21 @@ def _next_input(program, out, y, temperature, rng, symbols=False):
 
 
 def generate(net, prime: dict, steps: int, mode: str | None = None, temperature: float = 0.0,
-             seed: int = 0, symbols: bool = False) -> Generation:
+             seed: int = 0, symbols: bool = False, teacher: dict | None = None) -> Generation:
     """Prime with `prime` ({input: (T0, B, size)}) and generate `steps` outputs.
 
-    `symbols`: feed back one chosen symbol also for a bce output (tasks that decode symbols)."""
+    `symbols`: feed back one chosen symbol also for a bce output (tasks that decode symbols).
+    `teacher`: teacher forcing while primed ({output: (T0, B, size) targets}, as `forward` takes it)."""
     program, be = net.program, net.backend
     out = generated_output(program)
-    mode = mode or choose_mode(program, out)
+    mode = mode or choose_mode(program, out, prime)
     if mode == "feedback" and choose_mode(program, out) != "feedback":
         raise TrainingError(f"--generate: feeding the output back needs one input of the output's size "
                             f"({program.units[out].size})")
+    if mode == "hold" and not reads_itself(program, out):
+        raise TrainingError(f"--generate: holding the input needs output '{out}' read back with a delay")
     rng = np.random.default_rng(seed)
-    outs, state = net.forward(prime, return_state=True)
+    outs, state = net.forward(prime, return_state=True, teacher=teacher)
     y = np.asarray(be.to_numpy(outs[out][-1]), dtype=np.float64)
     B = y.shape[0]
     values, chosen = [], []
@@ -107,6 +126,8 @@ def generate(net, prime: dict, steps: int, mode: str | None = None, temperature:
             break
         if mode == "feedback":
             step_in = {next(iter(program.inputs)): x[None]}
+        elif mode == "hold":
+            step_in = {n: np.asarray(v)[-1:] for n, v in prime.items()}
         else:
             step_in = {n: np.zeros((1, B, k)) for n, k in program.inputs.items()}
         outs, state = net.forward(step_in, state=state, return_state=True)

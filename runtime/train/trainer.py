@@ -241,8 +241,11 @@ class Trainer:
             return None
         total = 0.0
         for batch in batches:
+            # a ridge readout's loss is the one-step loss: teacher-forced where the output feeds back
+            teacher = ridge.teacher(self.net, batch) if self.cfg.method == "ridge" else None
             try:
-                total += self.net.loss(batch.inputs, batch.targets, lengths=batch.lengths, masks=batch.masks)
+                total += self.net.loss(batch.inputs, batch.targets, lengths=batch.lengths, masks=batch.masks,
+                                       teacher=teacher)
             except TrainingError as e:
                 raise TrainingError(f"step {self.pos.step}: the validation loss is NaN or Inf "
                                     f"({diagnose.locate(self.net, _as_window(batch))})") from e

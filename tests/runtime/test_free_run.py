@@ -203,3 +203,36 @@ def test_the_training_loss_of_a_ridge_fit_counts_only_the_steps_after_the_washou
     everything = np.mean([((net.forward(b.inputs)["y"] - b.targets["y"]) ** 2).mean() for b in batches])
     assert result.history[0]["loss"] == pytest.approx(by_hand, rel=1e-9)
     assert everything > 10 * by_hand  # the transient would have dominated the figure
+
+
+def test_generation_of_an_esn_with_output_feedback_runs_the_loop_it_was_trained_for():
+    """`timeloom run --generate` on Jaeger's setup: primed teacher-forced on the validation
+    sequence, then the output goes round through y -> res with the bias input held: the values
+    equal Jaeger's loop written out in NumPy (they were +-1 when the output was fed in as x)."""
+    from runtime.train import session
+
+    program, task, net = build(esn_spec(ridge_cfg={"alpha": 1.0e-9, "washout": 100}))
+    result = Trainer(net, task, Config.from_training(program.training)).fit()
+    gen = session.run_generation(net, task, steps=12)
+    assert gen["mode"] == "hold"
+    (batch,) = task.validation()
+    x, v = batch.inputs["x"][:, 0, 0], batch.targets["y"][:, 0, 0]
+    p = {k: np.asarray(val, dtype=np.float64) for k, val in net.params.items()}
+    W, Win, Wfb = p["res.h->res.h@1"], p["x->res.h"], p["y->res.h@1"]
+    V, c = p["res.h->y"], p["y.bias"]
+    h, y, one_step = np.zeros(W.shape[0]), np.zeros(1), []
+    for t in range(len(x)):  # teacher-forced: the delayed read of y sees the previous target
+        y_prev = np.zeros(1) if t == 0 else np.array([v[t - 1]], dtype=np.float64)
+        h = np.tanh(W @ h + Win @ [float(x[t])] + Wfb @ y_prev)
+        y = np.tanh(V @ h + c)
+        one_step.append(y[0])
+    counted = batch.masks["y"][:, 0] > 0  # after the warm-up
+    one_step_mse = np.mean(((np.array(one_step) - v) ** 2)[counted])
+    assert result.history[0]["val_loss"] == pytest.approx(one_step_mse, rel=1e-6)  # teacher-forced too
+    hand = [y[0]]
+    for _ in range(11):
+        h = np.tanh(W @ h + Win @ [float(x[-1])] + Wfb @ y)
+        y = np.tanh(V @ h + c)
+        hand.append(y[0])
+    np.testing.assert_allclose(gen["values"], np.array(hand)[:, None], rtol=1e-9, atol=1e-12)
+    assert np.abs(np.diff(np.array(gen["values"])[:, 0])).max() < 0.2  # a smooth continuation, not +-1

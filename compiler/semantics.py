@@ -52,6 +52,12 @@ def _check_connection(c, size, ex):
         article = "an" if c.weight == "identity" else "a"
         out.append(_issue(c.pos, f"{what} has {article} {c.weight} weight but sizes differ ({c.source}: {src}, "
                                  f"{c.target}: {tgt}); use weight: full or make the sizes equal"))
+    init = c.init or {}
+    if init.get("kind") == "sparse" and c.weight == "full" and init["density"] * src * tgt < 1:
+        out.append(_issue(c.pos, f"{what}: density {init['density']:g} leaves about "
+                                 f"{init['density'] * src * tgt:.2g} of its {tgt}x{src} weights non-zero, so "
+                                 f"it is most likely all zeros; raise the density (at least {1 / (src * tgt):.2g})",
+                          "warning"))
     if c.weight == "fixed":
         shape = np.shape(c.fixed)
         if shape not in ((), (tgt, src)) or (shape == () and src != tgt):

@@ -245,3 +245,15 @@ def test_a_block_the_schema_refused_raises_no_follow_on_errors_at_its_connection
     with pytest.raises(SpecError) as info:
         compile_spec(INVALID / "block_size_zero.yaml")
     assert [(e.line, e.column) for e in info.value.errors] == [(5, 26)]
+
+
+def test_a_reservoir_so_sparse_it_has_no_weights_is_a_warning(tmp_path):
+    path = tmp_path / "sparse.yaml"
+    path.write_text("timeloom: 1\ninputs: {x: {size: 1}}\nblocks:\n"
+                    "  res: {type: reservoir, size: 200, density: 1.0e-9}\n"
+                    "units:\n  y: {size: 1, activation: identity}\n"
+                    "connections:\n  - {from: x, to: res}\n  - {from: res, to: y}\noutputs:\n  y: {loss: mse}\n")
+    (w,) = compile_spec(path).warnings
+    assert w.severity == "warning" and w.line == 4
+    assert "density 1e-09 leaves about 4e-05 of its 200x200 weights non-zero" in w.message
+    assert "at least 2.5e-05" in w.message

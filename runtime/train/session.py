@@ -162,7 +162,7 @@ def _train(trainer: Trainer, task, cfg, report: bool = True) -> Report:
                               best=result.best)
             if result.ridge:
                 evaluation["ridge"] = result.ridge
-            warnings = far_from_baseline(evaluation)
+            warnings = far_from_baseline(evaluation) + ridge_warnings(result.ridge)
             if warnings:
                 evaluation["warnings"] = warnings
             rundir.write_json(trainer.rundir / "evaluation.json", evaluation)
@@ -238,9 +238,21 @@ def far_from_baseline(evaluation: dict) -> list[str]:
     if evaluation.get("higher_is_better") or not base > 0:
         return []
     if not value <= FAR_FROM_BASELINE * base:  # also NaN
+        advice = ("the closed-form readout fits worse than that: check the reservoir (spectral_radius, "
+                  "input_scaling, density) and ridge.alpha" if evaluation.get("ridge") else
+                  "training diverged or has not learned yet; train longer (more epochs) or, if the loss grew, "
+                  "try a lower lr or clip_norm")
         return [f"{metric} {value:.6g} is {value / base:.3g} times the baseline's {base:.6g} (the trivial "
-                f"predictor): training diverged or has not learned yet; train longer (more epochs) or, if the "
-                f"loss grew, try a lower lr or clip_norm"]
+                f"predictor): {advice}"]
+    return []
+
+
+def ridge_warnings(info: dict | None) -> list[str]:
+    """A readout fitted on fewer time steps than it has weights per output is underdetermined."""
+    if info and info.get("samples", 0) < info.get("features", 0):
+        return [f"the ridge readout was fitted on {info['samples']} time steps for {info['features']} features "
+                f"(fewer steps than weights: only ridge.alpha decides them); lower ridge.washout or give "
+                f"longer or more training sequences"]
     return []
 
 

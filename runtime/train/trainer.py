@@ -319,15 +319,16 @@ class Trainer:
         self.progress.epoch_start(0, 0.0, len(batches))
         try:
             self.ridge_info = ridge.fit(self.net, batches, cfg.ridge_alpha, cfg.washout, cfg.ridge_noise,
-                                        cfg.ridge_solver, noise_seed=cfg.seed)
-            losses = [self.net.loss(b.inputs, b.targets, lengths=b.lengths,
-                                    masks=ridge.washout_masks(self.net, b, cfg.washout),
-                                    teacher=ridge.teacher(self.net, b)) for b in batches]
+                                        cfg.ridge_solver, noise_seed=cfg.seed)  # its errors say what to change
+            try:
+                losses = [self.net.loss(b.inputs, b.targets, lengths=b.lengths,
+                                        masks=ridge.washout_masks(self.net, b, cfg.washout),
+                                        teacher=ridge.teacher(self.net, b)) for b in batches]
+            except TrainingError as e:
+                raise TrainingError(f"method: ridge: the readout gives a NaN or Inf loss ({e}); "
+                                    f"raise ridge.alpha") from e
         except DataError as e:
             raise DataError(f"data task '{getattr(self.task, 'name', '?')}': {e}") from e
-        except TrainingError as e:
-            raise TrainingError(f"method: ridge: the readout gives a NaN or Inf loss ({e}); "
-                                f"raise ridge.alpha") from e
         self.pos.step, self.pos.epoch = 1, 1
         self.progress.step({"kind": "step", "step": 1, "epoch": 1, "batch": len(batches),
                             "loss": sum(losses) / len(losses)})

@@ -236,3 +236,26 @@ def test_generation_of_an_esn_with_output_feedback_runs_the_loop_it_was_trained_
         hand.append(y[0])
     np.testing.assert_allclose(gen["values"], np.array(hand)[:, None], rtol=1e-9, atol=1e-12)
     assert np.abs(np.diff(np.array(gen["values"])[:, 0])).max() < 0.2  # a smooth continuation, not +-1
+
+
+def test_ridge_mistakes_name_their_own_fix():
+    """A tanh readout on targets beyond [-1, 1] is refused (their atanh was clipped silently), a
+    washout past the data says so (it was reported as a NaN loss with 'raise ridge.alpha'), and an
+    underdetermined fit or a readout worse than the baseline get advice for a closed-form fit."""
+    from compiler.errors import TrainingError
+    from runtime.train import session
+
+    raw = {"task": "mackey_glass", "length": 900}  # values up to ~1.3
+    program, task, net = build(esn_spec(units=20, feedback=False, data=raw))
+    with pytest.raises(TrainingError, match=r"tanh unit, but its targets reach 1\.\d+, outside .*activation: identity"):
+        Trainer(net, task, Config.from_training(program.training)).fit()
+    program, task, net = build(esn_spec(units=20, feedback=False, activation="identity", data=raw,
+                                        ridge_cfg={"alpha": 1e-9, "washout": 5000}))
+    with pytest.raises(TrainingError) as e:
+        Trainer(net, task, Config.from_training(program.training)).fit()
+    assert "no time steps left to fit after a washout of 5000" in str(e.value) and "NaN" not in str(e.value)
+    (w,) = session.ridge_warnings({"samples": 3, "features": 21})
+    assert "3 time steps for 21 features" in w and "lower ridge.washout" in w
+    assert session.ridge_warnings({"samples": 30, "features": 21}) == []
+    (w,) = session.far_from_baseline({"metric": "nrmse", "nrmse": 1.0, "baseline": 0.1, "ridge": {"samples": 9}})
+    assert "closed-form readout" in w and "lr" not in w

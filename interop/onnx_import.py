@@ -148,6 +148,11 @@ class _Importer(LayoutOps):
 
     # -- the walk -------------------------------------------------------------------------
     def run(self) -> OnnxImport:
+        scan = next((n for n in self.graph.node if n.op_type in ("Scan", "Loop")), None)
+        if scan is not None:  # reported first: the nodes before it would fail on what it is for
+            raise UnsupportedError(f"{node_label(scan)}: a {scan.op_type} recurrence cannot be imported; timeloom "
+                                   f"imports recurrences written as LSTM/GRU/RNN operators (timeloom export writes "
+                                   f"them so for exact cells unless --scan-only is given)")
         for node in self.graph.node:
             if node.domain not in ("", "ai.onnx"):
                 raise UnsupportedError(f"{node_label(node)}: operators of domain '{node.domain}' are not supported")

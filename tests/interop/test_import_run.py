@@ -265,3 +265,12 @@ def test_verify_of_a_float64_model_with_lstm_operators_is_refused_before_writing
     assert not (tmp_path / "m.onnx").exists()
     out = ok(cli_in(tmp_path, ["export", "small.yaml", "--dtype", "float64", "--scan-only", "--verify", "-o", "m.onnx"]))
     assert "recurrences as Scan" in out and "verified" in out
+
+
+def test_a_scan_model_is_refused_naming_the_scan_and_the_export_that_avoids_it(tmp_path):
+    pytest.importorskip("onnx")
+    (tmp_path / "small.yaml").write_text(SMALL)
+    ok(cli_in(tmp_path, ["export", "small.yaml", "--scan-only", "-o", "s.onnx"]))
+    refused(cli_in(tmp_path, ["import", "s.onnx", "-o", "s.yaml"]), "(Scan): a Scan recurrence cannot be imported",
+            "--scan-only")
+    assert not (tmp_path / "s.yaml").exists()

@@ -15,6 +15,25 @@ from .tape import Reads
 EXECUTORS = {"fast": FastExecutor, "reference": ReferenceExecutor}
 
 
+class Parameters(dict):
+    """{parameter name: array}; assigning one checks its name and shape against the program
+    (a misshaped array would otherwise fail deep inside the next forward pass)."""
+
+    def __init__(self, shapes: dict, values: dict):
+        super().__init__(values)
+        self.shapes = shapes
+
+    def __setitem__(self, name, value):
+        want = self.shapes.get(name)
+        if want is None:
+            from compiler.schema import did_you_mean
+            raise DataError(f"the network has no parameter '{name}'{did_you_mean(str(name), list(self.shapes))}")
+        shape = tuple(np.shape(value)) if not hasattr(value, "shape") else tuple(value.shape)
+        if shape != want:
+            raise DataError(f"parameter '{name}' has shape {want}; the array given has shape {shape}")
+        super().__setitem__(name, value)
+
+
 class Network:
     """A compiled spec with its parameters.
 
@@ -33,7 +52,8 @@ class Network:
         self.backend = Backend(backend, dtype)
         self.xp = self.backend.xp
         self.seed = seed
-        self.params = {k: self.backend.asarray(v) for k, v in initialize_all(program.params, seed).items()}
+        self.params = Parameters({k: tuple(v.shape) for k, v in program.params.items()},
+                                 {k: self.backend.asarray(v) for k, v in initialize_all(program.params, seed).items()})
         self.consts = {c.name: self.backend.asarray(np.asarray(c.fixed, dtype=np.float64))
                        for c in program.connections if c.weight == "fixed"}
         if executor not in EXECUTORS:

@@ -530,3 +530,16 @@ def test_bce_on_a_saturated_float32_sigmoid_stays_finite():
     loss, grads = net.loss_and_grads(x, {"y": np.zeros((2, 1, 1), dtype=np.float32)})
     assert np.isfinite(loss) and loss == pytest.approx(-np.log(np.finfo(np.float32).eps), rel=1e-6)
     assert grads["y.bias"][0] == pytest.approx(1.0, rel=1e-6)
+
+
+def test_assigning_a_parameter_checks_its_name_and_shape(two_inputs):
+    """A transposed weight used to fail deep in the next forward pass (numpy concatenate)."""
+    name = "x->h"
+    want = two_inputs.params[name].shape
+    with pytest.raises(DataError, match=rf"parameter 'x->h' has shape \({want[0]}, {want[1]}\); the array given "
+                                        rf"has shape \({want[1]}, {want[0]}\)"):
+        two_inputs.params[name] = np.zeros(want[::-1])
+    with pytest.raises(DataError, match=r"no parameter 'x->hh' \(did you mean 'x->h'\?\)"):
+        two_inputs.params["x->hh"] = np.zeros(want)
+    two_inputs.params[name] = np.ones(want)
+    assert np.array_equal(two_inputs.params[name], np.ones(want))

@@ -332,3 +332,19 @@ def test_init_ranges_must_be_finite_and_drawable(tiny, tmp_path):
     tiny.write_text(TINY.replace("- {from: x, to: h}", "- {from: x, to: h, init: {uniform: [-1.0e+308, 1.0e+308]}}"))
     refused(invoke("run", tiny, "--runs-dir", tmp_path / "runs", "-q"), "hi - lo overflows")
     assert snapshot(tmp_path) == {**before, "work/tiny.yaml": snapshot(tmp_path)["work/tiny.yaml"]}
+
+
+def test_resuming_a_sweep_whose_spec_changed_is_refused(tiny, tmp_path, monkeypatch):
+    """--resume took the changed spec, re-ran every trial into the old sweep and overwrote its digest."""
+    _local_trials(monkeypatch)
+    sweeps = tmp_path / "work" / "sweeps"
+    res = invoke("sweep", tiny, "--grid", "training.lr=1e-3,1e-2", "--sweeps-dir", sweeps, "--name", "s", "-q")
+    assert res.exit_code == 0, res.output
+    folder = sweeps / "s"
+    kept = snapshot(folder)
+    tiny.write_text(tiny.read_text().replace("lr: 0.01", "lr: 0.02"))
+    refused(invoke("sweep", "--resume", folder, "-q"), "is not the spec the sweep", "changed", "--name")
+    assert snapshot(folder) == kept
+    tiny.write_text(tiny.read_text().replace("lr: 0.02", "lr: 0.01"))  # restored: it continues
+    res = invoke("sweep", "--resume", folder, "-q")
+    assert res.exit_code == 0 and "ran 0 now, 2 done before" in res.output, res.output

@@ -112,6 +112,9 @@ def run_sweep(spec: Path | None, plan: Plan, *, sweeps_dir: Path = Path("sweeps"
     spec_path, data = load_spec(spec)
     if resume is None:
         store = SweepDir(inside(sweeps_dir, name or str(data.get("name") or Path(spec).stem), "sweep name"))
+    elif info.get("spec_digest") not in (None, spec_digest(data)):
+        raise TimeloomError(f"{spec_path} is not the spec the sweep {store.path} ran its trials with (it changed "
+                            f"since); restore it to continue this sweep, or start a new sweep with its own --name")
     trials = plan_trials(plan, spec_digest(data))
     store.check_ours()
     if resume is None:

@@ -74,6 +74,38 @@ def test_inspect_takes_a_run_directory_for_spec_and_checkpoint(run, tmp_path):
     assert "mem.c->mem.c@1  spectral radius 1 " in res.output
 
 
+def test_inspect_graph_takes_a_run_directory_too(run, tmp_path):
+    res = invoke(["inspect", "graph", run[0], "--steps", "3", "-o", tmp_path / "v.html"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and (tmp_path / "v.html").is_file()
+
+
+def test_the_command_the_report_names_gives_its_gradient_figures(run, tmp_path):
+    """The report's own batch and steps are in the command it names: running that command gives
+    the same ||dL/dh_T|| (with the default --batch 16 it did not)."""
+    rundir, _ = run
+    text = (rundir / "report.html").read_text()
+    batch, steps = re.search(r"inspect gradients SPEC --checkpoint RUNDIR --batch (\d+) --steps (\d+)", text).groups()
+    res = invoke(["inspect", "gradients", rundir, "--batch", batch, "--steps", steps, "-o", tmp_path / "g.png"],
+                 tmp_path)
+    assert res.exit_code == 0, res.output
+    norms = re.findall(r"\|\|dL/dh_T\|\| ([0-9.e+-]+)", res.output)
+    cells = re.findall(r'<td class="num">([0-9.e+-]+)</td>', text[text.index("lag where &lt; 1e-6"):])
+    assert norms and all(any(np.isclose(float(n), float(c), rtol=5e-3) for c in cells) for n in norms), (norms, cells)
+
+
+def test_a_resumed_runs_report_names_the_resume_and_its_overrides(tmp_path):
+    res = invoke(["run", ROOT / "specs" / "adding_lstm.yaml", *TINY, "--runs-dir", "runs", "--name", "r", "-q"], tmp_path)
+    assert res.exit_code == 0, res.output
+    (rundir,) = (tmp_path / "runs").iterdir()
+    res = invoke(["run", "--resume", rundir, "--epochs", "2", "-q"], tmp_path)
+    assert res.exit_code == 0, res.output
+    text = (rundir / "report.html").read_text()
+    assert "overrides (at the start)" in text and "with training.epochs=2</td>" in text
+    res = invoke(["run", "--resume", rundir, "--epochs", "1", "-q"], tmp_path)
+    assert res.exit_code == 0 and "nothing more to train (give --epochs N with N > 2" in res.output, res.output
+
+
 @needs_chromium
 def test_report_opens_in_headless_chromium_without_console_errors(run, tmp_path):
     page = browser.open_page(run[0] / "report.html", screenshot=tmp_path / "report.png", size=(1400, 2400))

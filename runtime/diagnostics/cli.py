@@ -231,7 +231,7 @@ def register(app: typer.Typer, fail) -> None:
 
     @inspect_app.command("graph")
     def graph_cmd(
-        spec: Path = typer.Argument(..., help="the YAML spec"),
+        spec: Path = typer.Argument(..., help="the YAML spec, or a run directory (its spec)"),
         steps: int = typer.Option(10, "--steps", "-T", min=1, help="time steps to unroll"),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="default NAME-graph.html"),
         set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
@@ -242,7 +242,7 @@ def register(app: typer.Typer, fail) -> None:
         from . import viewer
 
         def run():
-            program = _program(spec, set_)
+            program, _, _ = _spec_or_run(spec, set_)
             g = program.unroll(steps)
             if g.number_of_nodes() > 4 * viewer.MAX_NODES:
                 typer.echo(f"note: {g.number_of_nodes()} nodes; the viewer is meant for a few thousand", err=True)

@@ -135,9 +135,16 @@ def s_summary(cx: Context) -> str:
             {"key": "trainable parameters", "value": s["parameters"]},
             {"key": "fixed parameters", "value": s["fixed_parameters"]},
             {"key": "recurrent components", "value": "; ".join(" -> ".join(c["units"]) for c in s["components"]) or "none"}]
+    resumed = [e for e in info.get("resumed") or [] if isinstance(e, dict)]
     for k in ("backend", "dtype", "seed", "started", "overrides"):
         if info.get(k) not in (None, []):
-            rows.append({"key": k, "value": info[k] if not isinstance(info[k], list) else " ".join(info[k])})
+            key = "overrides (at the start)" if k == "overrides" and resumed else k
+            rows.append({"key": key, "value": info[k] if not isinstance(info[k], list) else " ".join(info[k])})
+    if resumed:  # each --resume, with the overrides it gave (the run's spec from then on, once applied)
+        rows.append({"key": "resumed", "value": "; ".join(
+            f"from {e.get('from', '?')}" + (f" with {' '.join(e['overrides'])}" + ("" if e.get("applied") else
+                                                                                  " (not reached)")
+                                            if e.get("overrides") else "") for e in resumed)})
     for k in ("status", "epochs", "steps", "checkpoint"):
         if ev.get(k) is not None:
             rows.append({"key": k, "value": ev[k]})
@@ -239,7 +246,8 @@ def s_gradients(cx: Context) -> str:
     return (head + fig_img(fig, "gradient flow") + table(rows) +
             f'<p class="note">The loss at each sequence\'s last step only; lag k = steps back from it; '
             f'{flows[0].sequences} validation sequences of up to {b.T} steps. '
-            f'<code>timeloom inspect gradients SPEC --checkpoint RUNDIR</code> gives this picture and a CSV.</p>')
+            f'<code>timeloom inspect gradients SPEC --checkpoint RUNDIR --batch {BATCH} --steps {b.T}</code> gives '
+            f'this picture and a CSV.</p>')
 
 
 def s_spectrum(cx: Context) -> str:

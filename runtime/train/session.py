@@ -128,6 +128,10 @@ def _resume_run(path: Path, program, spec: dict, info: dict, opts: Options, prog
         raise CheckpointError(f"{found} was trained with seed {ckpt.meta.get('seed')}, not {cfg.seed}; "
                               f"resume without --seed")
     checkpoint.check_resume(ckpt, cfg, program)  # an exact resume is possible: checked before anything is written
+    done = ckpt.meta.get("epoch")
+    if isinstance(done, int) and done >= cfg.epochs and ckpt.meta.get("batch", 0) == 0:
+        print(f"note: the run has trained {done} epochs and training.epochs is {cfg.epochs}: nothing more to "
+              f"train (give --epochs N with N > {done} to go on)", file=sys.stderr)
     task = tasks.load_task(program, cfg.seed)
     net = _network(program, opts.backend or info.get("backend"), opts.dtype or info.get("dtype"), cfg.seed)
     trainer = Trainer(net, task, cfg, path, progress)
@@ -158,7 +162,7 @@ def _train(trainer: Trainer, task, cfg, report: bool = True) -> Report:
         if result.status != "interrupted":
             evaluation = final_evaluation(task, trainer.net)
             evaluation.update(status=result.status, epochs=result.position.epoch, steps=result.position.step,
-                              checkpoint=str(result.checkpoint) if result.checkpoint else None,
+                              checkpoint=str(Path(result.checkpoint).resolve()) if result.checkpoint else None,
                               best=result.best)
             if result.ridge:
                 evaluation["ridge"] = result.ridge

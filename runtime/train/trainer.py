@@ -92,6 +92,7 @@ class Trainer:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.progress = progress or NullProgress()
         self.teacher_units = bptt.teacher_units(self.program)
+        self.leaks = [n for n, p in self.program.params.items() if p.kind == "alpha" and p.trainable]
         self.last_checkpoint = None
         self.stop_requested = False
         self.stop_signal = None  # SIGINT or SIGTERM: the exit status is 128 + it
@@ -166,11 +167,20 @@ class Trainer:
             return "early_stopped"
         return "interrupted" if self.stop_requested and not last else None
 
+    def _keep_leaks_in_range(self):
+        """Trained leaks stay in [0, 1] (projected after each update): alpha is the share of the
+        previous output a leaky unit keeps; above 1 its state would grow instead of decaying."""
+        for name in self.leaks:
+            a = self.net.params[name]
+            if bool(((a < 0) | (a > 1)).any()):
+                self.net.params[name] = self.net.xp.clip(a, 0.0, 1.0)
+
     def _train_batch(self, batch, lr: float, p: float, epoch: int, b: int):
         """One batch: one optimizer step per window; returns (mean window loss, last grad norm)."""
         net, cfg = self.net, self.cfg
         if cfg.optimizer == "dekf":  # no gradient step: the filter updates at every time step
             loss = self.optimizer.train_batch(batch)
+            self._keep_leaks_in_range()
             self.pos.step += 1
             return loss, 0.0
         T = next(iter(batch.inputs.values())).shape[0]
@@ -200,6 +210,7 @@ class Trainer:
                 self._nan(epoch, b, "a gradient", f"the gradient of parameter '{bad}'")
             self._clip(grads, gnorm)
             self.optimizer.step(net.params, grads, lr)
+            self._keep_leaks_in_range()
             self.pos.step += 1
             if not diagnose.all_finite(net):
                 bad = diagnose.first_bad_param(net, net.params)

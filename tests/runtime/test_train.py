@@ -547,3 +547,19 @@ def test_a_resumed_run_restores_the_best_epoch_from_best_npz(tmp_path):
     want.fit()
     for k in want.net.params:
         np.testing.assert_array_equal(resumed.net.params[k], want.net.params[k], err_msg=k)
+
+
+def test_a_trained_leak_stays_in_zero_one():
+    """alpha is the share of the previous output a leaky unit keeps: training projects it back into
+    [0, 1] after each update (specs/leaky.yaml's alpha reached 1.035 without it)."""
+    program = compile_spec(spec(units={"h": {"size": 3, "activation": "tanh",
+                                             "leak": {"alpha": [0.1, 0.5, 0.95], "trainable": True}},
+                                       "y": {"size": 1, "activation": "identity"}},
+                                training={"optimizer": "sgd", "lr": 1e4, "epochs": 1}))
+    cfg = Config.from_training(program.training)
+    trainer = Trainer(Network(program, dtype="float64", seed=0), EchoTask(program, 0), cfg)
+    before = np.asarray(trainer.net.params["h.alpha"]).copy()
+    trainer.fit()
+    after = np.asarray(trainer.net.params["h.alpha"])
+    assert not np.array_equal(before, after) and after.min() >= 0.0 and after.max() <= 1.0
+    assert np.any((after == 0.0) | (after == 1.0))  # the huge step went past the bounds and was clipped

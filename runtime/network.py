@@ -19,19 +19,22 @@ class Parameters(dict):
     """{parameter name: array}; assigning one checks its name and shape against the program
     (a misshaped array would otherwise fail deep inside the next forward pass)."""
 
-    def __init__(self, shapes: dict, values: dict):
+    def __init__(self, shapes: dict, values: dict, convert=None):
         super().__init__(values)
-        self.shapes = shapes
+        self.shapes, self.convert = shapes, convert
 
     def __setitem__(self, name, value):
         want = self.shapes.get(name)
         if want is None:
             from compiler.schema import did_you_mean
             raise DataError(f"the network has no parameter '{name}'{did_you_mean(str(name), list(self.shapes))}")
-        shape = tuple(np.shape(value)) if not hasattr(value, "shape") else tuple(value.shape)
-        if shape != want:
-            raise DataError(f"parameter '{name}' has shape {want}; the array given has shape {shape}")
-        super().__setitem__(name, value)
+        value = _real_array(value, f"parameter '{name}'")
+        if tuple(value.shape) != want:
+            raise DataError(f"parameter '{name}' has shape {want}; the array given has shape {tuple(value.shape)}")
+        super().__setitem__(name, self.convert(value) if self.convert is not None else value)
+
+    def __reduce__(self):  # pickle (torch.save) as a dict with its shapes; the converter is the backend's
+        return (Parameters, (self.shapes, dict(self)))
 
 
 class Network:
@@ -53,7 +56,8 @@ class Network:
         self.xp = self.backend.xp
         self.seed = seed
         self.params = Parameters({k: tuple(v.shape) for k, v in program.params.items()},
-                                 {k: self.backend.asarray(v) for k, v in initialize_all(program.params, seed).items()})
+                                 {k: self.backend.asarray(v) for k, v in initialize_all(program.params, seed).items()},
+                                 self.backend.asarray)
         self.consts = {c.name: self.backend.asarray(np.asarray(c.fixed, dtype=np.float64))
                        for c in program.connections if c.weight == "fixed"}
         if executor not in EXECUTORS:
@@ -95,7 +99,8 @@ class Network:
         if lengths is not None:
             given = np.asarray(self.backend.to_numpy(lengths) if not isinstance(lengths, (list, tuple))
                                else lengths)
-            whole = given.dtype.kind in "iu" or (given.dtype.kind == "f" and bool(np.all(np.mod(given, 1) == 0)))
+            whole = given.dtype.kind in "iu" or (given.dtype.kind == "f" and bool(np.all(np.isfinite(given)))
+                                                 and bool(np.all(np.mod(given, 1) == 0)))
             lengths = given.astype(np.int64) if whole else None
             if lengths is None or lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
                 raise DataError(f"lengths must be {B} integers in [1, {T}], got {given.tolist()}")
@@ -280,6 +285,8 @@ class Network:
 def _real_array(a, what: str):
     """`a` as an array of real numbers (lists are converted; NumPy, CuPy and torch arrays kept),
     or a DataError naming `what`."""
+    if type(a).__module__.split(".")[0] == "torch" and hasattr(a, "detach"):  # a tensor, perhaps needing grad
+        a = a.detach().cpu().numpy()
     if not (hasattr(a, "shape") and hasattr(a, "dtype")):
         try:
             a = np.asarray(a)

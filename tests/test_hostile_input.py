@@ -345,6 +345,10 @@ def test_resuming_a_sweep_whose_spec_changed_is_refused(tiny, tmp_path, monkeypa
     tiny.write_text(tiny.read_text().replace("lr: 0.01", "lr: 0.02"))
     refused(invoke("sweep", "--resume", folder, "-q"), "is not the spec the sweep", "changed", "--name")
     assert snapshot(folder) == kept
+    info = json.loads((folder / "sweep.json").read_text())  # a sweep written before the digest was stored
+    del info["spec_digest"]
+    (folder / "sweep.json").write_text(json.dumps(info))
+    refused(invoke("sweep", "--resume", folder, "-q"), "is not the spec the sweep")
     tiny.write_text(tiny.read_text().replace("lr: 0.02", "lr: 0.01"))  # restored: it continues
     res = invoke("sweep", "--resume", folder, "-q")
     assert res.exit_code == 0 and "ran 0 now, 2 done before" in res.output, res.output

@@ -75,9 +75,14 @@ def test_inspect_takes_a_run_directory_for_spec_and_checkpoint(run, tmp_path):
 
 
 def test_inspect_graph_takes_a_run_directory_too(run, tmp_path):
+    import shutil
     res = invoke(["inspect", "graph", run[0], "--steps", "3", "-o", tmp_path / "v.html"], tmp_path)
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and (tmp_path / "v.html").is_file()
+    bare = tmp_path / "bare"  # a run folder without checkpoints: the graph needs only its spec
+    shutil.copytree(run[0], bare, ignore=shutil.ignore_patterns("checkpoints"))
+    res = invoke(["inspect", "graph", bare, "--steps", "3", "-o", tmp_path / "w.html"], tmp_path)
+    assert res.exit_code == 0, res.output
 
 
 def test_the_command_the_report_names_gives_its_gradient_figures(run, tmp_path):

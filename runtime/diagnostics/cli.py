@@ -242,7 +242,11 @@ def register(app: typer.Typer, fail) -> None:
         from . import viewer
 
         def run():
-            program, _, _ = _spec_or_run(spec, set_)
+            if spec.is_dir():  # a run directory: its spec only (the graph needs no parameters)
+                from runtime.train import session
+                program, _, _ = session.load_run(spec, set_)
+            else:
+                program = _program(spec, set_)
             g = program.unroll(steps)
             if g.number_of_nodes() > 4 * viewer.MAX_NODES:
                 typer.echo(f"note: {g.number_of_nodes()} nodes; the viewer is meant for a few thousand", err=True)

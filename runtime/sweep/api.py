@@ -112,10 +112,15 @@ def run_sweep(spec: Path | None, plan: Plan, *, sweeps_dir: Path = Path("sweeps"
     spec_path, data = load_spec(spec)
     if resume is None:
         store = SweepDir(inside(sweeps_dir, name or str(data.get("name") or Path(spec).stem), "sweep name"))
-    elif info.get("spec_digest") not in (None, spec_digest(data)):
-        raise TimeloomError(f"{spec_path} is not the spec the sweep {store.path} ran its trials with (it changed "
-                            f"since); restore it to continue this sweep, or start a new sweep with its own --name")
     trials = plan_trials(plan, spec_digest(data))
+    if resume is not None:
+        stored = info.get("trials") if isinstance(info.get("trials"), list) else []
+        changed = info["spec_digest"] != spec_digest(data) if info.get("spec_digest") else \
+            bool(stored) and not set(stored) & {t.id for t in trials}  # older sweeps: their trial ids tell
+        if changed:
+            raise TimeloomError(f"{spec_path} is not the spec the sweep {store.path} ran its trials with (it "
+                                f"changed since); restore it to continue this sweep, or start a new sweep with its "
+                                f"own --name")
     store.check_ours()
     if resume is None:
         store.check_same_plan([t.id for t in trials], f"`timeloom sweep --resume {store.path}`")

@@ -62,10 +62,11 @@ def reads_itself(program, out: str) -> bool:
 
 
 def choose_mode(program, out: str, prime: dict | None = None) -> str:
-    """`hold` for output feedback with constant priming inputs, `feedback` for one input of the
-    output's size, else `zeros`."""
+    """`hold` for output feedback with priming inputs constant over two or more steps (a bias
+    input), `feedback` for one input of the output's size, else `zeros`."""
     if reads_itself(program, out) and prime is not None and all(
-            np.array_equal(np.broadcast_to(np.asarray(x)[-1:], np.shape(x)), np.asarray(x)) for x in prime.values()):
+            np.shape(x)[0] >= 2 and np.array_equal(np.broadcast_to(np.asarray(x)[-1:], np.shape(x)), np.asarray(x))
+            for x in prime.values()):
         return "hold"
     if len(program.inputs) == 1 and next(iter(program.inputs.values())) == program.units[out].size:
         return "feedback"

@@ -152,16 +152,16 @@ def features(net, readout: Readout, batch, washout: int, noise: float = 0.0, rng
         cols.append(np.ones((T, B, 1)))
     X = np.concatenate(cols, axis=-1)
     fixed = _host(be, outs[readout.output])
+    mask = (batch.masks or {}).get(readout.output)
+    keep = positions(out, T, B, batch.lengths, None if mask is None else _host(be, mask), washout)
     if readout.squashed:
-        worst = float(np.abs(target).max()) if target.size else 0.0
+        worst = float(np.abs(target[keep]).max()) if keep.any() else 0.0  # the fitted steps only
         if worst > 1:
             raise TrainingError(f"method: ridge: output '{readout.output}' is a tanh unit, but its targets reach "
                                 f"{worst:.4g}, outside tanh's range [-1, 1]; give it activation: identity, or "
                                 f"scale the targets into (-1, 1) (mackey_glass: data.squash: true)")
         target = np.arctanh(np.clip(target, -SQUASH_LIMIT, SQUASH_LIMIT))
         fixed = np.arctanh(np.clip(fixed, -SQUASH_LIMIT, SQUASH_LIMIT))
-    mask = (batch.masks or {}).get(readout.output)
-    keep = positions(out, T, B, batch.lengths, None if mask is None else _host(be, mask), washout)
     X = X[keep]
     if noise:
         rng = np.random.default_rng(rng)

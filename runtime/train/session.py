@@ -13,9 +13,11 @@ import numpy as np
 
 from compiler.errors import CheckpointError, DataError
 
-from . import checkpoint, rundir, tasks
+from runtime.data import Batch
+
+from . import bptt, checkpoint, rundir, tasks
 from .config import Config
-from .generate import choose_mode, generate, generated_output, reads_itself
+from .generate import choose_mode, generate, generated_output
 from .trainer import Result, Trainer
 
 
@@ -280,34 +282,34 @@ def evaluate_checkpoint(program, path: Path, opts: Options) -> Report:
 
 # -- generation --------------------------------------------------------------------------------
 def prime_inputs(program, task, text: str | None, steps: int | None):
-    """(priming inputs, teacher): `task.encode(text)`, or the first validation (else training)
-    sequence; for a network that reads its output back, the sequence's targets teacher-force the
-    priming (as in training)."""
+    """(priming inputs, teacher, mode): `task.encode(text)`, or the first validation (else
+    training) sequence; the mode is chosen on the whole sequence (runtime/train/generate.py). A
+    network trained teacher-forced (it reads an output back) is primed teacher-forced the same way."""
     out = generated_output(program)
     if text is not None:
         if not hasattr(task, "encode"):
             raise DataError(f"data task '{getattr(task, 'name', '?')}' cannot turn text into inputs; "
                             f"leave out --prime to prime with a validation sequence")
         inputs = task.encode(text)
-        return {n: np.asarray(x)[:, :1] if np.ndim(x) == 3 else np.asarray(x)[:, None] for n, x in inputs.items()}, None
+        prime = {n: np.asarray(x)[:, :1] if np.ndim(x) == 3 else np.asarray(x)[:, None] for n, x in inputs.items()}
+        return prime, None, choose_mode(program, out)
     batches = list(task.validation() or [])
     batch = batches[0] if batches else next(iter(task.train_batches(1, np.random.default_rng(0))))
     L = int(batch.lengths[0]) if batch.lengths is not None else next(iter(batch.inputs.values())).shape[0]
-    whole = {n: np.asarray(x)[:L, :1] for n, x in batch.inputs.items()}
-    mode = choose_mode(program, out, whole)
+    mode = choose_mode(program, out, {n: np.asarray(x)[:L, :1] for n, x in batch.inputs.items()})
     k = min(steps or (L if mode in ("feedback", "hold") else 1), L)
-    teacher = None
-    target = batch.targets.get(out)
-    if reads_itself(program, out) and target is not None and np.ndim(target) == 3:
-        taught = np.asarray(target)[:k, :1]
-        teacher = {out: (taught, np.ones(taught.shape[:2]))}
-    return {n: x[:k] for n, x in whole.items()}, teacher
+    cut = Batch({n: np.asarray(x)[:k, :1] for n, x in batch.inputs.items()},
+                {n: np.asarray(y)[:k, :1] if program.outputs[n].at != "last" else np.asarray(y)[:1]
+                 for n, y in batch.targets.items()},
+                None, {n: np.asarray(m)[:k, :1] for n, m in (batch.masks or {}).items()})
+    teacher = bptt.teacher(program, bptt.teacher_units(program), cut, 1.0, None)
+    return cut.inputs, teacher, mode
 
 
 def run_generation(net, task, steps: int, text=None, prime_steps=None, temperature=0.0, seed=0) -> dict:
-    prime, teacher = prime_inputs(net.program, task, text, prime_steps)
-    g = generate(net, prime, steps, temperature=temperature, seed=seed, symbols=hasattr(task, "decode"),
-                 teacher=teacher)
+    prime, teacher, mode = prime_inputs(net.program, task, text, prime_steps)
+    g = generate(net, prime, steps, mode=mode, temperature=temperature, seed=seed,
+                 symbols=hasattr(task, "decode"), teacher=teacher)
     out = {"output": g.output, "mode": g.mode, "prime_steps": int(next(iter(prime.values())).shape[0]),
            "steps": steps, "temperature": temperature}
     if g.symbols is not None:

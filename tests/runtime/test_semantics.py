@@ -541,5 +541,33 @@ def test_assigning_a_parameter_checks_its_name_and_shape(two_inputs):
         two_inputs.params[name] = np.zeros(want[::-1])
     with pytest.raises(DataError, match=r"no parameter 'x->hh' \(did you mean 'x->h'\?\)"):
         two_inputs.params["x->hh"] = np.zeros(want)
-    two_inputs.params[name] = np.ones(want)
-    assert np.array_equal(two_inputs.params[name], np.ones(want))
+    two_inputs.params[name] = np.ones(want, dtype=int)  # taken in the network's dtype
+    assert two_inputs.params[name].dtype == np.float64 and np.array_equal(two_inputs.params[name], np.ones(want))
+    two_inputs.params[name] = np.ones(want).tolist()
+    assert isinstance(two_inputs.params[name], np.ndarray)
+    with pytest.raises(DataError, match=r"parameter 'x->h' has dtype complex128"):
+        two_inputs.params[name] = np.ones(want, dtype=complex)
+    import pickle
+    again = pickle.loads(pickle.dumps(two_inputs.params))  # (torch.save pickles it too)
+    assert again.keys() == two_inputs.params.keys() and np.array_equal(again[name], two_inputs.params[name])
+    with pytest.raises(DataError, match="has shape"):
+        again[name] = np.zeros(want[::-1])
+
+
+def test_torch_tensors_are_taken_as_arrays_even_when_they_need_gradients(two_inputs):
+    torch = pytest.importorskip("torch")
+    inputs, targets = good()
+    as_tensors = {k: torch.tensor(v, requires_grad=True) for k, v in inputs.items()}
+    assert two_inputs.loss(as_tensors, targets) == two_inputs.loss(inputs, targets)
+    w = two_inputs.params["x->h"]
+    two_inputs.params["x->h"] = torch.tensor(w, requires_grad=True)
+    assert isinstance(two_inputs.params["x->h"], np.ndarray) and np.array_equal(two_inputs.params["x->h"], w)
+
+
+def test_non_finite_lengths_are_a_data_error_without_warnings(two_inputs):
+    import warnings
+    inputs, targets = good()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match="lengths must be 2 integers"):
+            two_inputs.loss(inputs, targets, lengths=np.array([5.0, np.nan]))

@@ -563,3 +563,32 @@ def test_a_trained_leak_stays_in_zero_one():
     after = np.asarray(trainer.net.params["h.alpha"])
     assert not np.array_equal(before, after) and after.min() >= 0.0 and after.max() <= 1.0
     assert np.any((after == 0.0) | (after == 1.0))  # the huge step went past the bounds and was clipped
+
+
+def test_generation_mode_and_priming_of_a_net_that_reads_its_output_back():
+    """`hold` only for a constant priming input of two or more steps (an ESN's bias); a one-step or
+    text prime of a char net with output recurrence feeds back; priming is teacher-forced as in
+    training, one-hot from class-index targets."""
+    from runtime.train import session
+    from runtime.train.generate import choose_mode
+
+    program = compile_spec(spec(inputs={"x": {"size": 3}},
+                                units={"h": {"size": 5, "activation": "tanh"},
+                                       "y": {"size": 3, "activation": "softmax"}},
+                                connections=[{"from": "x", "to": "h"}, {"from": "y", "to": "h", "delay": 1},
+                                             {"from": "h", "to": "y"}],
+                                outputs={"y": {"loss": "cross_entropy", "at": "all"}}))
+    one = np.eye(3)[[1]][:, None]  # (1, 1, 3)
+    assert choose_mode(program, "y", {"x": one}) == "feedback"  # one step: not a constant input
+    assert choose_mode(program, "y", {"x": np.repeat(one, 4, axis=0)}) == "hold"
+    assert choose_mode(program, "y", {"x": np.eye(3)[[0, 1, 2, 1]][:, None]}) == "feedback"
+
+    class Chars:  # validation: one sequence of symbols with class-index targets (the next symbol)
+        def validation(self):
+            s = np.array([0, 1, 2, 1, 0, 2])
+            return [Batch({"x": np.eye(3)[s[:-1]][:, None]}, {"y": s[1:, None]}, None, None)]
+
+    prime, teacher, mode = session.prime_inputs(program, Chars(), None, None)
+    assert mode == "feedback" and prime["x"].shape == (5, 1, 3)
+    np.testing.assert_array_equal(teacher["y"][0][:, 0], np.eye(3)[[1, 2, 1, 0, 2]])  # one-hot targets
+    assert teacher["y"][1].shape == (5, 1) and teacher["y"][1].all()

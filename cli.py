@@ -127,6 +127,23 @@ def _summary(program, limit: int | None = SUMMARY_ITEMS) -> str:
     return "\n".join(lines)
 
 
+def _check_task(program) -> None:
+    """A built-in data task that does not fit the network (sizes, loss, `at`) is a warning here, so
+    that it shows before a run (which refuses it); the user's own files are read only by `run`."""
+    from compiler.errors import DataError
+    from runtime.data import make_task
+
+    data = program.data
+    if not isinstance(data, dict) or not data or "files" in data or data.get("task") == "files":
+        return
+    try:
+        make_task(program, seed=0)
+    except DataError as e:
+        typer.echo(f"warning: data: {e}; `timeloom run` refuses this", err=True)
+    except TimeloomError:  # e.g. a data file that is missing: `run` says so with its own message
+        pass
+
+
 def _time_loop(program) -> str:
     """Whether `timeloom run` compiles the time loop here, and if not, why."""
     from runtime import jit
@@ -174,6 +191,7 @@ def compile(
     for w in program.warnings:
         typer.echo(str(w), err=True)
     typer.echo(_summary(program, None if all_ else SUMMARY_ITEMS))
+    _check_task(program)
     from compiler import budget
     typer.echo(budget.estimate(program).line())
     typer.echo(_time_loop(program))

@@ -123,11 +123,7 @@ def _message(error, data, base=()) -> tuple[str, tuple, bool]:
             return _pattern_message(error, where), path + (key,), True
         return f"{where}: the key {key!r} is not allowed: {error.message}", path + (key,), True
     if v == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in allowed]
-        key = extra[0] if extra else "?"
-        hint = did_you_mean(key, allowed) or (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
-        return f"unknown key '{key}' in {where}{hint}", path + (key,), True
+        return _unknown_key_messages(error, path)[0]
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         fix = "add `timeloom: 1` at the top" if missing == "timeloom" else f"add `{missing}: ...`"
@@ -174,17 +170,32 @@ def _refs_outside_templates(data, path=()):
         yield path, data, False
 
 
+def _unknown_key_messages(error, path) -> list[tuple]:
+    """(message, path, at_key) for each key an additionalProperties error found (one error lists
+    every unknown key of its mapping; each is its own mistake)."""
+    allowed = list(error.schema.get("properties", {}))
+    extra = [k for k in error.instance if k not in allowed] or ["?"]
+    out = []
+    for key in extra:
+        hint = did_you_mean(key, allowed) or (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        out.append((f"unknown key '{key}' in {_where(path)}{hint}", path + (key,), True))
+    return out
+
+
 def _schema_errors(validator, data, base=()) -> list[tuple]:
     """(message, path, at_key, error) for every violation, one per mistake."""
     found = []
     seen = set()
     for error in validator.iter_errors(data):
         error = _deepest(error)
-        message, path, at_key = _message(error, data, base)
-        if (message, path) in seen:
-            continue
-        seen.add((message, path))
-        found.append((message, path, at_key, error))
+        first = _message(error, data, base)
+        more = _unknown_key_messages(error, base + tuple(error.absolute_path))[1:] \
+            if error.validator == "additionalProperties" and not _is_key_error(error, data) else []
+        for message, path, at_key in [first] + more:
+            if (message, path) in seen:
+                continue
+            seen.add((message, path))
+            found.append((message, path, at_key, error))
     # "missing 'size'" next to "unknown key 'sise' (did you mean 'size'?)" is one mistake, not two
     typos = {(p[:-1], m.split("did you mean '")[1].split("'")[0]) for m, p, _, e in found
              if e.validator == "additionalProperties" and "did you mean '" in m}

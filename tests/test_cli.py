@@ -155,3 +155,14 @@ def test_console_script_in_a_real_process(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "7,643 trainable parameters" in proc.stdout and proc.stderr == ""
     assert len(json.loads(out.read_text())["nodes"]) == 2 + 4 + 1  # x, h, y over 2 steps + h@-1
+
+
+def test_compile_warns_when_the_data_task_does_not_fit_the_network(tmp_path):
+    adding = ROOT / "specs" / "adding_elman.yaml"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(adding.read_text().replace("x: {size: 2}", "x: {size: 3}"))
+    res = invoke("compile", bad)
+    assert res.exit_code == 0, res.output  # a valid network; `run` refuses the data
+    assert "warning: data: input 'x' has size 3 but task adding produces 2 features" in res.output
+    assert "set inputs.x.size: 2" in res.output
+    assert "warning: data" not in invoke("compile", adding).output

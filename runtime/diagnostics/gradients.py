@@ -40,10 +40,18 @@ class GradientFlow:
         return n / n[0] if n[0] > 0 else np.full_like(n, np.nan)
 
     def vanish_lag(self, unit: str, ratio: float = VANISHED) -> int | None:
-        """The first lag at which the gradient is below `ratio` times its value at lag 0."""
+        """The lag from which on the gradient stays below `ratio` times its value at lag 0 (a
+        recurrence with delay d only reaches every d-th lag: the exact zeros between do not count)."""
         r = self.relative(unit)
-        below = np.nonzero(r < ratio)[0]
-        return int(below[0]) if len(below) else None
+        known = ~np.isnan(r) & (r > 0)  # exact zeros: lags the recurrence's delays do not reach
+        above = np.nonzero(known & (r >= ratio))[0]
+        start = int(above[-1]) + 1 if len(above) else 0
+        below = np.nonzero(known[start:])[0]
+        return start + int(below[0]) if len(below) else None
+
+    def reached(self, unit: str) -> np.ndarray:
+        """The lags the gradient reaches (non-zero); with a delay-d recurrence every d-th lag."""
+        return np.nonzero(self.norms[unit] > 0)[0]
 
 
 def last_step_masks(program, batch) -> tuple[dict, np.ndarray]:
@@ -113,8 +121,10 @@ def summary_rows(panels: list) -> list[dict]:
         for flow in flows:
             for u, n in flow.norms.items():
                 rel = flow.relative(u)
+                reached = flow.reached(u)
+                last = int(reached[-1]) if len(reached) else len(n) - 1  # the last lag it reaches at all
                 rows.append({"spec": name, "state": flow.label, "unit": u, "lag0": float(n[0]) if len(n) else None,
-                             "last_lag": len(n) - 1, "relative_at_last": float(rel[-1]) if len(n) else None,
+                             "last_lag": last, "relative_at_last": float(rel[last]) if len(n) else None,
                              "vanish_lag": flow.vanish_lag(u)})
     return rows
 
@@ -138,10 +148,10 @@ def draw(panels: list, path=None, width: float = 6.0):
             for u in flow.norms:
                 colour = colours.setdefault(u, f"C{len(colours) % 10}")
                 rel = flow.relative(u)
-                y = np.where(rel > 0, rel, np.nan)
+                ok = rel > 0  # the lags it reaches (every d-th one for a delay-d recurrence), joined up
                 lag = flow.vanish_lag(u)
                 tag = f"  (< 1e-6 at k={lag})" if lag is not None else ""
-                ax.plot(flow.lags, y, style, color=colour, lw=1.6 if style == "-" else 1.2,
+                ax.plot(flow.lags[ok], rel[ok], style, color=colour, lw=1.6 if style == "-" else 1.2,
                         label=f"{u}{', ' + flow.label if flow.label else ''}{tag}")
         ax.axhline(VANISHED, color="grey", lw=0.8, ls=":")
         ax.set_yscale("log")

@@ -314,3 +314,19 @@ def test_inspect_names_an_unknown_unit(tmp_path):
     res = invoke(["states", ROOT / "specs" / "anbncn.yaml", "--units", "mem.cc"], tmp_path)
     assert res.exit_code == 2
     assert "unknown unit 'mem.cc'; did you mean 'mem.c'" in res.output
+
+
+def test_the_vanishing_lag_skips_the_lags_a_delayed_recurrence_never_reaches():
+    """h -> h with delay 5 only reaches lags 0, 5, 10, ...: the exact zeros between are not a
+    vanished gradient (it was reported as vanishing at lag 1)."""
+    from runtime.diagnostics.gradients import GradientFlow, summary_rows
+
+    every5 = np.zeros(13)
+    every5[[0, 5, 10]] = [2.0, 1.8, 1.5]
+    dips = np.array([1.0, 1e-7, 0.5, 1e-8, 1e-9])
+    flow = GradientFlow("initialisation", {"h": every5, "g": dips, "v": np.array([1.0, 0.1, 1e-7, 1e-8])}, 0.0, 4)
+    assert flow.vanish_lag("h") is None
+    assert flow.vanish_lag("g") == 3  # below from lag 3 on (the dip at lag 1 recovered)
+    assert flow.vanish_lag("v") == 2
+    row = next(r for r in summary_rows([("s", [flow])]) if r["unit"] == "h")
+    assert row["last_lag"] == 10 and row["relative_at_last"] == pytest.approx(0.75)

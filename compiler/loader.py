@@ -138,7 +138,17 @@ class _Bomb(Exception):
 def load_yaml(text: str, file: str = "<spec>"):
     """Parse YAML text -> (data, Positions). Raises SpecError with positions on any problem."""
     positions = Positions(file)
-    loader = _CountingLoader(text)
+    try:
+        loader = _CountingLoader(text)
+    except yaml.YAMLError as e:  # a control character (NUL, \x01, \x7f): the reader refuses the text
+        at = getattr(e, "position", 0) or 0
+        line, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+        char = getattr(e, "character", None)
+        what = f"the control character U+{char:04X}" if isinstance(char, int) else \
+            f"the control character U+{ord(char):04X}" if isinstance(char, str) and len(char) == 1 else \
+            "a character YAML does not allow"
+        raise SpecError([SpecIssue(file, line, col, "", f"the spec holds {what}; YAML text cannot contain it: "
+                                                        "remove it (or write it as an escape in a quoted string)")]) from None
     try:
         try:
             node = loader.get_single_node()
@@ -176,6 +186,9 @@ def load_yaml(text: str, file: str = "<spec>"):
             mark = e.problem_mark
             raise SpecError([SpecIssue(file, mark.line + 1, mark.column + 1, "",
                                        f"YAML error: {e.problem}")]) from None
+        except ValueError as e:  # an integer of thousands of digits (Python's int() limit)
+            raise SpecError([SpecIssue(file, 1, 1, "", f"a number in the spec cannot be read ({e}); "
+                                                       "write a value of ordinary size")]) from None
         if builder.issues:
             raise SpecError(builder.issues)
         return data, positions

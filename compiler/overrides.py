@@ -31,7 +31,7 @@ def parse(item: str) -> tuple[list, object]:
     if any(not p.strip() for p in parts):
         _refuse(_short(item), "the key has an empty part (two dots in a row, or a dot at an end); "
                 "write e.g. units.h.size=32")
-    path = [int(p) if p.isdigit() else p for p in parts]
+    path = [int(p) if p.isascii() and p.isdigit() else p for p in parts]
     try:
         value, _ = load_yaml(text, f"--set {key}")
     except SpecError as e:

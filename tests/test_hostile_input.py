@@ -352,3 +352,19 @@ def test_resuming_a_sweep_whose_spec_changed_is_refused(tiny, tmp_path, monkeypa
     tiny.write_text(tiny.read_text().replace("lr: 0.02", "lr: 0.01"))  # restored: it continues
     res = invoke("sweep", "--resume", folder, "-q")
     assert res.exit_code == 0 and "ran 0 now, 2 done before" in res.output, res.output
+
+
+@pytest.mark.parametrize("text,where,words", [
+    ("timeloom: 1\nname: \"a\x01\"\n", "2:9", "the control character U+0001"),
+    ("timeloom: 1\nname: a\x00b\n", "2:8", "the control character U+0000"),
+    ("timeloom: 1\ninputs: {x: {size: " + "9" * 5000 + "}}\n", "1:1", "a number in the spec cannot be read"),
+])
+def test_unreadable_characters_and_numbers_are_spec_errors(tmp_path, text, where, words):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    refused(invoke("compile", path), f"s.yaml:{where}: error: ", words)
+
+
+def test_a_unicode_digit_in_a_set_key_is_a_key_not_an_index():
+    res = invoke("compile", Path(__file__).resolve().parents[1] / "specs" / "elman.yaml", "--set", "units.h.\u00b2=1")
+    refused(res, "--set units.h.\u00b2=1: error: unknown key '\u00b2'")

@@ -33,6 +33,15 @@ class Parameters(dict):
             raise DataError(f"parameter '{name}' has shape {want}; the array given has shape {tuple(value.shape)}")
         super().__setitem__(name, self.convert(value) if self.convert is not None else value)
 
+    def update(self, *args, **kwargs):  # through __setitem__: the same checks
+        for name, value in dict(*args, **kwargs).items():
+            self[name] = value
+
+    def setdefault(self, name, value=None):
+        if name not in self:
+            self[name] = value
+        return self[name]
+
     def __reduce__(self):  # pickle (torch.save) as a dict with its shapes; the converter is the backend's
         return (Parameters, (self.shapes, dict(self)))
 
@@ -143,7 +152,13 @@ class Network:
             if tuple(values.shape) != (T, B, size):
                 raise DataError(f"teacher values for '{name}' have shape {tuple(values.shape)}, "
                                 f"expected ({T}, {B}, {size})")
-            mask = self.xp.ones((T, B)) if mask is None else mask
+            if mask is None:
+                mask = self.xp.ones((T, B))
+            else:  # the compiled scan reads it at every (t, b): a smaller array would be read past its end
+                mask = _real_array(mask, f"the teacher-forcing mask of '{name}'")
+                if tuple(mask.shape) != (T, B):
+                    raise DataError(f"the teacher-forcing mask of '{name}' has shape {tuple(mask.shape)}, "
+                                    f"expected ({T}, {B}) (1 where the target is fed, 0 elsewhere)")
             out[name] = (self.backend.asarray(values), self.backend.asarray(mask))
         return out
 
@@ -250,9 +265,12 @@ class Network:
             raise DataError(f"output '{out.unit}' has at: mask; pass masks={{'{out.unit}': (T, B) array}}")
         m = None
         if user_mask is not None:
-            m = self.backend.asarray(user_mask)
+            m = self.backend.asarray(_real_array(user_mask, f"mask of output '{out.unit}'"))
             if m.shape != (T, B):
                 raise DataError(f"mask of output '{out.unit}' has shape {tuple(m.shape)}, expected ({T}, {B})")
+            if not bool(xp.all(m >= 0)):
+                raise DataError(f"mask of output '{out.unit}' has negative entries; a mask weights the loss "
+                                f"at each step: give 0 (not counted) or 1 (counted)")
         if out.at == "last":
             last = xp.zeros((T, B), dtype=bool)
             lengths = reads.lengths if reads.lengths is not None else np.full(B, T)
@@ -271,6 +289,14 @@ class Network:
             want = f"{lead + (size,)}" + (f" or class indices {lead}" if out.loss == "cross_entropy" else "")
             raise DataError(f"target for output '{name}' has shape {shape}, expected {want}")
         if out.loss == "cross_entropy" and shape == lead:
+            idx = np.asarray(target if isinstance(target, np.ndarray) else self.backend.to_numpy(target))
+            whole = idx.dtype.kind in "iub" or (idx.dtype.kind == "f" and bool(np.isfinite(idx).all())
+                                                 and bool((np.mod(idx, 1) == 0).all()))
+            if not whole or (idx.size and (idx.min() < 0 or idx.max() >= size)):
+                bad = idx[~np.isfinite(idx)] if idx.dtype.kind == "f" and not np.isfinite(idx).all() else \
+                    idx[(idx < 0) | (idx >= size) | (np.mod(idx, 1) != 0)] if idx.dtype.kind in "if" else idx
+                raise DataError(f"target for output '{name}': class indices must be integers in [0, {size - 1}] "
+                                f"(one of {size} classes), got {bad.ravel()[0]!r}")
             return self.xp.asarray(target)
         return self.backend.asarray(target)
 

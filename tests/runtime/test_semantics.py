@@ -571,3 +571,44 @@ def test_non_finite_lengths_are_a_data_error_without_warnings(two_inputs):
         warnings.simplefilter("error")
         with pytest.raises(DataError, match="lengths must be 2 integers"):
             two_inputs.loss(inputs, targets, lengths=np.array([5.0, np.nan]))
+
+
+@pytest.mark.parametrize("jit", [None, False])
+def test_a_teacher_forcing_mask_of_the_wrong_shape_is_refused(jit):
+    """The compiled scan reads the mask at every (t, b): a (1, 1) mask was read past its end."""
+    p = spec({"x": {"size": 2}}, {"h": {"size": 3, "activation": "tanh"}, "y": {"size": 1, "activation": "identity"}},
+             [{"from": "x", "to": "h"}, {"from": "h", "to": "h", "delay": 1}, {"from": "h", "to": "y"}],
+             {"y": {"loss": "mse"}})
+    net = runtime.Network(p, dtype="float64", jit=jit)
+    x = xs(np.random.default_rng(0), 2)
+    forced = np.zeros((T, B, 3))
+    for mask in (np.zeros((1, 1)), np.zeros((T,)), np.zeros((B, T))):
+        with pytest.raises(DataError, match=rf"teacher-forcing mask of 'h' has shape .*expected \({T}, {B}\)"):
+            net.forward({"x": x}, teacher={"h": (forced, mask)})
+    close(net.forward({"x": x}, teacher={"h": (forced, np.zeros((T, B)))})["y"], net.forward({"x": x})["y"])
+
+
+@pytest.mark.parametrize("bad", [[[4, 0]] * 5, [[-1, 0]] * 5, [[1.5, 0]] * 5, [[np.nan, 0]] * 5])
+def test_class_indices_outside_the_classes_are_refused(two_inputs, bad):
+    inputs, targets = good()
+    targets["y"] = np.array(bad)
+    with pytest.raises(DataError, match=r"target for output 'y': class indices must be integers in \[0, 3\]"):
+        two_inputs.loss(inputs, targets)
+
+
+def test_negative_loss_masks_are_refused(two_inputs):
+    inputs, targets = good()
+    with pytest.raises(DataError, match="mask of output 'y' has negative entries"):
+        two_inputs.loss(inputs, targets, masks={"y": -np.ones((5, 2))})
+
+
+def test_params_update_and_setdefault_check_like_assignment(two_inputs):
+    want = two_inputs.params["x->h"].shape
+    with pytest.raises(DataError, match="has shape"):
+        two_inputs.params.update({"x->h": np.zeros(want[::-1])})
+    with pytest.raises(DataError, match="no parameter 'bogus'"):
+        two_inputs.params.update(bogus=np.zeros(1))
+    with pytest.raises(DataError, match="no parameter 'bogus'"):
+        two_inputs.params.setdefault("bogus", np.zeros(1))
+    two_inputs.params.update({"x->h": np.ones(want)})
+    assert np.array_equal(two_inputs.params["x->h"], np.ones(want))

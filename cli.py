@@ -310,6 +310,9 @@ def run(
             from runtime.train.generate import check_generation, generated_output
             generated_output(program)  # fail before training when the network cannot generate
             check_generation(program, generate)  # and when N steps are beyond the bounds
+            if prime is not None and not prime:
+                raise TimeloomError("--prime is empty; give the text to start from (at least one character), "
+                                    "or leave out --prime to start from a validation sequence")
         if params is not None:
             from runtime.train import paramfile
             checkpoint = paramfile.load(params, program)

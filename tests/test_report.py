@@ -148,3 +148,23 @@ def test_viewer_hover_shows_unit_time_parameter_delay_and_gate(tmp_path):
     assert "<b>mem.c</b>  t=2" in tip
     assert "mem.c@1: mem.c-&gt;mem.c@1  (delay 1, gated by mem.f)" in tip
     assert "mem.f@2: gate of mem.c-&gt;mem.c@1" in tip
+
+
+def test_inspect_graph_bounds_its_steps_and_its_output_path(run, tmp_path):
+    res = invoke(["inspect", "graph", run[0], "--steps", "100000000", "-o", tmp_path / "v.html"], tmp_path)
+    assert res.exit_code == 2 and "100,000,000 time steps, more than the limit" in res.output, res.output
+    for bad in (tmp_path / "missing" / "v.html", tmp_path):
+        res = invoke(["inspect", "graph", run[0], "--steps", "2", "-o", bad], tmp_path)
+        assert res.exit_code == 2 and f"cannot write {bad}" in res.output and "Traceback" not in res.output
+
+
+def test_a_run_folders_spec_is_read_as_a_spec_file(run, tmp_path):
+    """A hand-edited spec.yaml with an alias bomb or a duplicate key: the loader's errors (it was read
+    with plain yaml.safe_load: a hang or a RecursionError)."""
+    import shutil
+    for text, words in (("a: &a [*a]\n", "alias bomb"), ("timeloom: 1\nname: x\nname: y\n", "duplicate key 'name'")):
+        copy = tmp_path / f"copy{len(text)}"
+        shutil.copytree(run[0], copy)
+        (copy / "spec.yaml").write_text(text)
+        res = invoke(["inspect", "graph", copy, "-o", tmp_path / "v.html"], tmp_path)
+        assert res.exit_code == 2 and words in res.output and "spec.yaml:" in res.output, res.output

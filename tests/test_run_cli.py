@@ -392,3 +392,10 @@ def test_ctrl_c_saves_exits_cleanly_and_resumes_bitwise(tmp_path, uninterrupted)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     params = final_params(run)
     assert all(np.array_equal(params[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_an_empty_prime_is_refused_before_training(tmp_path):
+    res = cli_in(tmp_path, ["run", ROOT / "specs" / "teacher_forcing.yaml", "--epochs", "1", "--generate", "5",
+                            "--prime", "", "--runs-dir", "runs"])
+    assert res.exit_code == 2 and "--prime is empty" in res.output, res.output
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made

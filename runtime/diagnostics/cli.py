@@ -247,11 +247,19 @@ def register(app: typer.Typer, fail) -> None:
                 program, _, _ = session.load_run(spec, set_)
             else:
                 program = _program(spec, set_)
+            from compiler import budget
+            budget.check_steps("the unrolled graph", steps, "--steps")  # before it is built, as compile does
+            per_step = len(program.inputs) + len(program.units)
+            budget.check_graph(per_step * steps, steps, "json", edges=program.graph.number_of_edges() * steps)
             g = program.unroll(steps)
             if g.number_of_nodes() > 4 * viewer.MAX_NODES:
                 typer.echo(f"note: {g.number_of_nodes()} nodes; the viewer is meant for a few thousand", err=True)
             path = _out(output, f"{program.name}-graph.html")
-            path.write_text(viewer.page(g, f"{program.name}: unrolled over {steps} steps"))
+            try:
+                path.write_text(viewer.page(g, f"{program.name}: unrolled over {steps} steps"))
+            except OSError as e:
+                raise TimeloomError(f"cannot write {path}: {e.strerror or e}; give -o a file in a folder you "
+                                    f"can write") from None
             typer.echo(f"wrote {path} ({g.number_of_nodes()} nodes, {g.number_of_edges()} edges)")
 
         guarded(run)

@@ -101,11 +101,15 @@ def write_resolved_spec(rundir: Path, spec: dict, cfg, task=None) -> None:
 
 
 def read_spec(rundir: Path) -> dict:
+    """The run's spec.yaml, read as a spec file is (compiler.loader: bounded aliases, nesting and
+    size, duplicate keys refused); errors name the file."""
+    from compiler.loader import load_file
+
     path = Path(rundir) / "spec.yaml"
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise TimeloomError(f"{path}: cannot read the run's spec ({e}); is {rundir} a run directory?") from e
+    if not path.exists():
+        raise TimeloomError(f"{path}: the run's spec is missing; is {rundir} a run directory?")
+    data, _ = load_file(path)
+    return data
 
 
 def read_json(path: Path) -> dict:

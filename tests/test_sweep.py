@@ -288,3 +288,26 @@ def test_asha_scheduler_runs_the_trials_through_ray_tune(ray_session, tiny, tmp_
     for r in rows:  # a stopped trial's row: the metric of its last epoch
         assert float(r["value"]) > 0
         assert int(r["epochs"]) == 3 if r["status"] == "completed" else 1 <= int(r["epochs"]) < 3
+
+
+@pytest.mark.parametrize("stored,words", [
+    ({"sets": [1]}, "sets are not a list"), ({"grid": [1]}, "grid is not a mapping"),
+    ({"sample": {"training.lr": "x"}}, "sample is not a mapping"), ({"samples": "x"}, "samples is not a count"),
+    ({"seeds": "abc"}, "seeds are not distinct integers"), ({"seeds": [1.5]}, "seeds are not distinct integers"),
+    ({"seeds": [-1]}, "seeds are not distinct integers"),
+])
+def test_a_damaged_stored_plan_is_refused(stored, words):
+    with pytest.raises(TimeloomError, match=words):
+        P.Plan.from_json(stored)
+
+
+def test_plans_beyond_the_trial_limit_are_refused_before_they_are_made():
+    with pytest.raises(TimeloomError, match=r"--seeds 100000000: more than 100,000 seeds"):
+        P.parse_seeds("100000000")
+    huge = P.Plan(sample=P.parse_sample(["training.lr=uniform:0.1,0.2"]), samples=10**12)
+    with pytest.raises(TimeloomError, match=r"plans 1,000,000,000,000 trials"):
+        P.trials(huge, "digest")
+    grid = P.Plan(grid={"a": list(range(1000)), "b": list(range(1000))})
+    assert P.count(grid) == 1_000_000
+    with pytest.raises(TimeloomError, match="more than 100,000"):
+        P.trials(grid, "digest")

@@ -103,10 +103,14 @@ def run_sweep(spec: Path | None, plan: Plan, *, sweeps_dir: Path = Path("sweeps"
         if not store.exists():
             raise TimeloomError(f"{resume} is not a sweep directory (no sweep.json)")
         info = store.read_info()
+        if not isinstance(info, dict) or not isinstance(info.get("spec"), str) or not isinstance(info.get("plan"), dict):
+            raise TimeloomError(f"{store.path / 'sweep.json'} is damaged (no spec file or plan in it); restore it, "
+                                f"or start the sweep again under a new --name")
         if spec is None:
             spec = Path(info["spec"])
         plan = _merge(Plan.from_json(info["plan"]), plan)
-        success_text = success_text or (info.get("success") or {}).get("given")
+        stored_success = info.get("success")
+        success_text = success_text or (stored_success.get("given") if isinstance(stored_success, dict) else None)
     if spec is None:
         raise TimeloomError("give a SPEC to sweep (or --resume SWEEPDIR)")
     spec_path, data = load_spec(spec)

@@ -23,6 +23,8 @@ import numpy as np
 from compiler.errors import TimeloomError
 from runtime.train import overrides as _overrides
 
+MAX_TRIALS = 100_000  # a sweep's trials are listed, stored and run one by one: far more is a typo
+
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 
 
@@ -66,8 +68,25 @@ class Plan:
 
     @classmethod
     def from_json(cls, d: dict) -> Plan:
-        return cls(list(d.get("sets") or []), dict(d.get("grid") or {}), dict(d.get("sample") or {}),
-                   int(d.get("samples") or 0), int(d.get("search_seed") or 0), d.get("seeds"))
+        """The plan sweep.json stores, checked (a hand-edited or damaged file is a TimeloomError)."""
+        def need(ok, what):
+            if not ok:
+                raise TimeloomError(f"sweep.json: the stored plan's {what}; the file is damaged: restore it, or "
+                                    f"start the sweep again under a new --name")
+        need(isinstance(d, dict), "plan is not a mapping")
+        sets, grid, sample = d.get("sets") or [], d.get("grid") or {}, d.get("sample") or {}
+        samples, search_seed, seeds = d.get("samples") or 0, d.get("search_seed") or 0, d.get("seeds")
+        need(isinstance(sets, list) and all(isinstance(x, str) for x in sets), "sets are not a list of KEY=VALUE")
+        need(isinstance(grid, dict) and all(isinstance(v, list) and v for v in grid.values()),
+             "grid is not a mapping of keys to lists of values")
+        need(isinstance(sample, dict) and all(isinstance(v, list) and v and isinstance(v[0], str)
+                                              for v in sample.values()), "sample is not a mapping to [dist, args]")
+        need(isinstance(samples, int) and not isinstance(samples, bool) and samples >= 0, "samples is not a count")
+        need(isinstance(search_seed, int) and not isinstance(search_seed, bool), "search_seed is not an integer")
+        need(seeds is None or (isinstance(seeds, list) and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                and x >= 0 for x in seeds)
+                               and len(set(seeds)) == len(seeds)), "seeds are not distinct integers >= 0")
+        return cls(list(sets), dict(grid), dict(sample), samples, search_seed, seeds)
 
     def keys(self) -> list[str]:
         return list(self.grid) + [k for k in self.sample if k not in self.grid]
@@ -158,6 +177,9 @@ def parse_seeds(text: str | None) -> list[int] | None:
             n = int(text)
             if n < 1:
                 raise ValueError
+            if n > MAX_TRIALS:
+                raise TimeloomError(f"--seeds {text}: more than {MAX_TRIALS:,} seeds; a sweep runs at most "
+                                    f"{MAX_TRIALS:,} trials")
             seeds = list(range(n))
     except ValueError:
         raise TimeloomError(f"--seeds {text!r}: give a count (10 = seeds 0..9) or a list (3,7,11)") from None
@@ -208,8 +230,18 @@ def draw(spec: list, rng):
     return _round(float(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
 
 
+def count(plan: Plan) -> int:
+    """How many trials the plan makes (at most: repeated draws are dropped), without making them."""
+    n = math.prod(len(v) for v in plan.grid.values()) if plan.grid else 1
+    return n * (max(1, plan.samples) if plan.sample else 1) * (len(plan.seeds) if plan.seeds is not None else 1)
+
+
 def trials(plan: Plan, digest: str) -> list[Trial]:
     """The trials of the plan, configurations-major (all seeds of a configuration together)."""
+    planned = count(plan)
+    if planned > MAX_TRIALS:
+        raise TimeloomError(f"the sweep plans {planned:,} trials (grid x samples x seeds), more than "
+                            f"{MAX_TRIALS:,}; plan fewer values, --samples or --seeds")
     seeds = plan.seeds if plan.seeds is not None else [None]
     out, seen = [], set()
     for params in configurations(plan):

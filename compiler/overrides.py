@@ -104,17 +104,24 @@ class OverrideIssue(SpecIssue):
         return f"--set {self.cause}: {self.severity}: {self.message}"
 
 
-def _cause(issue: SpecIssue, items: list[str]) -> str | None:
-    keys = {"/" + "/".join(str(p) for p in parse(i)[0]): i for i in items}
-    return next((item for ptr, item in keys.items() if issue.path == ptr or issue.path.startswith(ptr + "/")
+def _pointers(items: list[str]) -> dict:
+    """{"/units/h/size": "units.h.size=32", ...}: each --set's spec path (parsed once)."""
+    return {"/" + "/".join(str(p) for p in parse(i)[0]): i for i in items}
+
+
+def _cause(issue: SpecIssue, keys: dict) -> str | None:
+    if issue.path in keys:
+        return keys[issue.path]
+    return next((item for ptr, item in keys.items() if issue.path.startswith(ptr + "/")
                  or ptr.startswith(issue.path + "/") and issue.path), None)
 
 
 def attribute(issues: list[SpecIssue], items: list[str]) -> list[SpecIssue]:
     """The issues, each one that a --set caused turned into an OverrideIssue naming that --set."""
     out = []
+    keys = _pointers(items) if items else {}
     for issue in issues:
-        cause = _cause(issue, items) if items else None
+        cause = _cause(issue, keys) if items else None
         if cause is None:
             out.append(issue)
         else:

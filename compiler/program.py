@@ -162,13 +162,33 @@ def compile_spec(spec, file: str | None = None, positions: Positions | None = No
         spec=data, source=source, warnings=[p for p in problems if p.severity == "warning"])
 
 
-def _overlaps(issue, earlier) -> bool:
-    """`issue` is at, inside or around a place an earlier stage reported (the same mistake)."""
-    for e in earlier:
-        if issue.path == e.path or (e.path and issue.path.startswith(e.path + "/")) \
-                or (issue.path and e.path.startswith(issue.path + "/")):
+def _new_mistakes(found, earlier) -> list:
+    """The errors of `found` that are not at, inside or around a place an earlier stage reported
+    (the same mistake seen again)."""
+    places = _Places([e.path for e in earlier])
+    return [i for i in found if i.severity == "error" and not places.overlaps(i.path)]
+
+
+class _Places:
+    """The paths of earlier issues, with every path above them: `overlaps` in the depth of a path,
+    not in the number of issues (a spec with thousands of mistakes)."""
+
+    def __init__(self, paths):
+        self.exact = {p for p in paths if p}
+        self.above = {q for p in self.exact for q in _prefixes(p)}  # every proper ancestor
+        self.empty = any(not p for p in paths)
+
+    def overlaps(self, path: str) -> bool:
+        if path in self.exact or (self.empty and not path):
             return True
-    return False
+        if path and path in self.above:  # around an earlier place
+            return True
+        return any(q in self.exact for q in _prefixes(path))  # inside an earlier place
+
+
+def _prefixes(path: str) -> list:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(2, len(parts))]
 
 
 def _later_stages(data, positions, earlier) -> list:
@@ -183,7 +203,7 @@ def _later_stages(data, positions, earlier) -> list:
         found = ex.issues + _local_checks(ex, g, ex.issues + list(earlier)) + _data_params(data, positions)
     except Exception:  # noqa: BLE001 - invalid data may break any assumption of the later stages
         return []
-    return [i for i in found if i.severity == "error" and not _overlaps(i, earlier)]
+    return _new_mistakes(found, earlier)
 
 
 def _defined_badly(earlier) -> set:
@@ -213,7 +233,7 @@ def _local_checks(ex, g, earlier) -> list:
         found += _check_loops(ex, g)
     except Exception:  # noqa: BLE001 - a partly built spec may break an assumption; report what was found
         pass
-    return [i for i in found if i.severity == "error" and not _overlaps(i, earlier)]
+    return _new_mistakes(found, earlier)
 
 
 def _data_params(data, positions) -> list:

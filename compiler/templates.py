@@ -132,7 +132,8 @@ class Expander:
 
     def is_failed(self, full: str) -> bool:
         """`full` is (inside) a unit or block whose definition already failed: its error is reported."""
-        return any(full == f or full.startswith(f + ".") for f in self.failed)
+        parts = full.split(".")  # `full` itself or a block above it: a lookup per level, not per failure
+        return any(".".join(parts[:i]) in self.failed for i in range(1, len(parts) + 1))
 
     def add_unit(self, name, ub, path, own_path=True):
         at = (lambda *p: path + p) if own_path else (lambda *p: path)  # noqa: E731

@@ -82,6 +82,9 @@ class Network:
     # -- input checking -------------------------------------------------------------------
     def _prepare(self, inputs, lengths, state, teacher=None):
         p = self.program
+        for what, value in (("inputs", inputs), ("state", state), ("teacher", teacher)):
+            if value is not None and not isinstance(value, dict):
+                raise DataError(f"{what} must be a dict {{name: array}}, got {type(value).__name__}")
         missing = [n for n in p.inputs if n not in inputs]
         if missing:
             raise DataError(f"missing input '{missing[0]}' (the spec's inputs: {', '.join(p.inputs)})")
@@ -99,6 +102,10 @@ class Network:
             if T == 0 or B == 0:
                 raise DataError(f"input '{name}' has shape {shape}: it needs at least one time step and one "
                                 f"sequence (T >= 1, B >= 1)")
+            if name == next(iter(p.inputs)):  # before anything of T x B is computed (compiler/budget.py)
+                from compiler import budget
+                neurons = sum(u.size for u in p.units.values()) + sum(p.inputs.values())
+                budget.check_memory(f"a forward pass over T={T:,}, B={B:,}", 4.0 * T * B * neurons * self.backend.dtype.itemsize)
             arr = self.backend.asarray(a)
             if not bool(self.xp.isfinite(arr).all()):
                 raise DataError(f"input '{name}' contains NaN or Inf values")
@@ -106,17 +113,24 @@ class Network:
         if T is None:
             raise DataError("the spec has no inputs; give at least one input")
         if lengths is not None:
-            given = np.asarray(self.backend.to_numpy(lengths) if not isinstance(lengths, (list, tuple))
-                               else lengths)
+            try:
+                given = np.asarray(self.backend.to_numpy(lengths) if not isinstance(lengths, (list, tuple))
+                                   else lengths)
+            except (TypeError, ValueError) as e:  # ragged lists
+                raise DataError(f"lengths must be {B} integers in [1, {T}] ({e})") from None
             whole = given.dtype.kind in "iu" or (given.dtype.kind == "f" and bool(np.all(np.isfinite(given)))
                                                  and bool(np.all(np.mod(given, 1) == 0)))
             lengths = given.astype(np.int64) if whole else None
             if lengths is None or lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
-                raise DataError(f"lengths must be {B} integers in [1, {T}], got {given.tolist()}")
+                shown = given.ravel()[:12].tolist()
+                raise DataError(f"lengths must be {B} integers in [1, {T}], got {shown}"
+                                + (f" ... ({given.size:,} values)" if given.size > 12 else ""))
             if lengths.min() == T:
                 lengths = None
         if state is not None:
             state = {k: self.backend.asarray(v) for k, v in self._checked_state(state, B).items()}
+            if not all(bool(self.xp.isfinite(v).all()) for v in state.values()):
+                raise DataError("state contains NaN or Inf values")
         return arrays, Reads(p, self.backend, T, B, lengths, state, self._teacher(teacher, T, B))
 
     def _checked_state(self, state, B):

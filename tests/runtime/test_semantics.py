@@ -612,3 +612,20 @@ def test_params_update_and_setdefault_check_like_assignment(two_inputs):
         two_inputs.params.setdefault("bogus", np.zeros(1))
     two_inputs.params.update({"x->h": np.ones(want)})
     assert np.array_equal(two_inputs.params["x->h"], np.ones(want))
+
+
+def test_a_forward_pass_beyond_the_memory_limit_is_refused_before_it_starts(two_inputs):
+    from compiler.budget import BudgetError
+    huge = {"x": np.broadcast_to(np.zeros((1, 1, 3)), (10, 10**7, 3)), "m": np.broadcast_to(np.zeros((1, 1, 1)), (10, 10**7, 1))}
+    with pytest.raises(BudgetError, match=r"a forward pass over T=10, B=10,000,000 needs about .* GiB"):
+        two_inputs.forward(huge)
+
+
+def test_arguments_of_the_wrong_kind_are_named(two_inputs):
+    inputs, targets = good()
+    with pytest.raises(DataError, match="inputs must be a dict"):
+        two_inputs.forward([inputs["x"]])
+    with pytest.raises(DataError, match="lengths must be 2 integers"):
+        two_inputs.forward(inputs, lengths=[[1, 2], [3]])
+    with pytest.raises(DataError, match=r"got \[0, 1, 2, .*\.\.\. \(1,000 values\)"):
+        two_inputs.forward(inputs, lengths=list(range(1000)))

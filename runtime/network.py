@@ -104,8 +104,10 @@ class Network:
                                 f"sequence (T >= 1, B >= 1)")
             if name == next(iter(p.inputs)):  # before anything of T x B is computed (compiler/budget.py)
                 from compiler import budget
+                # a lower bound: every unit's output at every step is kept (the tape holds more)
                 neurons = sum(u.size for u in p.units.values()) + sum(p.inputs.values())
-                budget.check_memory(f"a forward pass over T={T:,}, B={B:,}", 4.0 * T * B * neurons * self.backend.dtype.itemsize)
+                budget.check_memory(f"a forward pass over T={T:,}, B={B:,} (at least its outputs)",
+                                    1.0 * T * B * neurons * self.backend.dtype.itemsize)
             arr = self.backend.asarray(a)
             if not bool(self.xp.isfinite(arr).all()):
                 raise DataError(f"input '{name}' contains NaN or Inf values")
@@ -256,7 +258,7 @@ class Network:
             unit = self.program.units[name]
             y = tape.out[name]
             mask = self._position_mask(out, reads, masks.get(name))
-            target = self._target(name, targets[name], out, reads)
+            target = self._target(name, targets[name], out, reads, None if out.at == "last" else mask)
             if out.at == "last":
                 target = self._place_last(target, y, reads)
             loss, grad, wrt_net = LOSSES[out.loss](xp, y, target, mask, unit.activation)
@@ -293,7 +295,7 @@ class Network:
             return last if m is None else last * m
         return valid.astype(self.backend.dtype) if m is None else m * valid
 
-    def _target(self, name, target, out, reads):
+    def _target(self, name, target, out, reads, counted=None):
         T, B, size = reads.T, reads.B, self.program.units[name].size
         target = _real_array(target, f"target for output '{name}'")
         shape = tuple(target.shape)
@@ -304,13 +306,15 @@ class Network:
             raise DataError(f"target for output '{name}' has shape {shape}, expected {want}")
         if out.loss == "cross_entropy" and shape == lead:
             idx = np.asarray(target if isinstance(target, np.ndarray) else self.backend.to_numpy(target))
-            whole = idx.dtype.kind in "iub" or (idx.dtype.kind == "f" and bool(np.isfinite(idx).all())
-                                                 and bool((np.mod(idx, 1) == 0).all()))
-            if not whole or (idx.size and (idx.min() < 0 or idx.max() >= size)):
-                bad = idx[~np.isfinite(idx)] if idx.dtype.kind == "f" and not np.isfinite(idx).all() else \
-                    idx[(idx < 0) | (idx >= size) | (np.mod(idx, 1) != 0)] if idx.dtype.kind in "if" else idx
+            if counted is not None and idx.shape == tuple(counted.shape):  # padded/masked steps may hold -1
+                idx = idx[np.asarray(counted if isinstance(counted, np.ndarray) else self.backend.to_numpy(counted)) > 0]
+            if idx.dtype.kind not in "iubf":
+                raise DataError(f"target for output '{name}': class indices must be integers, got dtype {idx.dtype}")
+            wrong = ~np.isfinite(idx) | (np.mod(idx, 1) != 0) if idx.dtype.kind == "f" else np.zeros(idx.shape, bool)
+            wrong |= (idx < 0) | (idx >= size)
+            if wrong.any():
                 raise DataError(f"target for output '{name}': class indices must be integers in [0, {size - 1}] "
-                                f"(one of {size} classes), got {bad.ravel()[0]!r}")
+                                f"(one of {size} classes), got {idx[wrong].ravel()[0]!r}")
             return self.xp.asarray(target)
         return self.backend.asarray(target)
 

@@ -114,6 +114,8 @@ def register(app: typer.Typer, fail) -> None:
                 lag = r["vanish_lag"]
                 when = f"falls below 1e-6 of its start at lag {lag}" if lag is not None else \
                     f"stays above 1e-6 of its start up to lag {r['last_lag']} (ratio {r['relative_at_last']:.3g})"
+                if r["zero_beyond"] is not None:
+                    when += f"; exactly 0 beyond lag {r['zero_beyond']} (no path reaches further back)"
                 typer.echo(f"{r['spec']:>24s}  {r['state']:<15s} {r['unit']:<12s} ||dL/dh_T|| {r['lag0']:.3g}  {when}")
             typer.echo(f"wrote {path} and {csv}")
 

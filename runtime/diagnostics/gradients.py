@@ -125,7 +125,8 @@ def summary_rows(panels: list) -> list[dict]:
                 last = int(reached[-1]) if len(reached) else len(n) - 1  # the last lag it reaches at all
                 rows.append({"spec": name, "state": flow.label, "unit": u, "lag0": float(n[0]) if len(n) else None,
                              "last_lag": last, "relative_at_last": float(rel[last]) if len(n) else None,
-                             "vanish_lag": flow.vanish_lag(u)})
+                             "vanish_lag": flow.vanish_lag(u),
+                             "zero_beyond": last if last < len(n) - 1 else None})  # a finite receptive field
     return rows
 
 

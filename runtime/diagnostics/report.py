@@ -236,13 +236,15 @@ def s_gradients(cx: Context) -> str:
     flows = [gradients.gradient_flow(cx.initial_net(), b, units=units, label="initialisation"),
              gradients.gradient_flow(cx.net, b, units=units, label="after training")]
     fig = gradients.draw([(cx.program.name, flows)], width=9.0)
-    rows = [{k: r[k] for k in ("state", "unit", "lag0", "relative_at_last", "vanish_lag")}
+    rows = [{k: r[k] for k in ("state", "unit", "lag0", "relative_at_last", "last_lag", "vanish_lag", "zero_beyond")}
             for r in gradients.summary_rows([(cx.program.name, flows)])]
     for r in rows:
         r["||dL/dh_T||"] = r.pop("lag0")
-        r[f"ratio at lag {flows[0].lags[-1]}"] = r.pop("relative_at_last")
-        lag = r.pop("vanish_lag")
-        r["lag where < 1e-6 of start"] = "never" if lag is None else lag
+        r["ratio at the last lag reached"] = r.pop("relative_at_last")
+        r["that lag"] = r.pop("last_lag")
+        lag, zero = r.pop("vanish_lag"), r.pop("zero_beyond")
+        r["lag where < 1e-6 of start"] = lag if lag is not None else \
+            "never" if zero is None else f"never (exactly 0 beyond lag {zero})"
     return (head + fig_img(fig, "gradient flow") + table(rows) +
             f'<p class="note">The loss at each sequence\'s last step only; lag k = steps back from it; '
             f'{flows[0].sequences} validation sequences of up to {b.T} steps. '

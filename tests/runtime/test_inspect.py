@@ -330,3 +330,5 @@ def test_the_vanishing_lag_skips_the_lags_a_delayed_recurrence_never_reaches():
     assert flow.vanish_lag("v") == 2
     row = next(r for r in summary_rows([("s", [flow])]) if r["unit"] == "h")
     assert row["last_lag"] == 10 and row["relative_at_last"] == pytest.approx(0.75)
+    assert row["zero_beyond"] == 10  # a finite reach: said as such, not as a vanishing gradient
+    assert next(r for r in summary_rows([("s", [flow])]) if r["unit"] == "v")["zero_beyond"] is None

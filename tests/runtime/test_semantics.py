@@ -616,8 +616,8 @@ def test_params_update_and_setdefault_check_like_assignment(two_inputs):
 
 def test_a_forward_pass_beyond_the_memory_limit_is_refused_before_it_starts(two_inputs):
     from compiler.budget import BudgetError
-    huge = {"x": np.broadcast_to(np.zeros((1, 1, 3)), (10, 10**7, 3)), "m": np.broadcast_to(np.zeros((1, 1, 1)), (10, 10**7, 1))}
-    with pytest.raises(BudgetError, match=r"a forward pass over T=10, B=10,000,000 needs about .* GiB"):
+    huge = {"x": np.broadcast_to(np.zeros((1, 1, 3)), (100, 10**7, 3)), "m": np.broadcast_to(np.zeros((1, 1, 1)), (100, 10**7, 1))}
+    with pytest.raises(BudgetError, match=r"a forward pass over T=100, B=10,000,000 \(at least its outputs\) needs about .* GiB"):
         two_inputs.forward(huge)
 
 
@@ -629,3 +629,20 @@ def test_arguments_of_the_wrong_kind_are_named(two_inputs):
         two_inputs.forward(inputs, lengths=[[1, 2], [3]])
     with pytest.raises(DataError, match=r"got \[0, 1, 2, .*\.\.\. \(1,000 values\)"):
         two_inputs.forward(inputs, lengths=list(range(1000)))
+
+
+def test_padding_in_class_index_targets_is_not_checked():
+    """-1 at padded (or masked) steps is padding, as the data tasks write it: only counted steps must
+    hold a class; and the message shows the wrong value itself (for unsigned targets too)."""
+    p = spec({"x": {"size": 3}}, {"h": {"size": 2, "activation": "tanh"}, "y": {"size": 4, "activation": "softmax"}},
+             [{"from": "x", "to": "h"}, {"from": "h", "to": "h", "delay": 1}, {"from": "h", "to": "y"}],
+             {"y": {"loss": "cross_entropy"}})
+    net = runtime.Network(p, dtype="float64")
+    x = xs(np.random.default_rng(0), 3, steps=5, batch=2)
+    y = np.array([[1, 2], [3, 0], [2, -1], [1, -1], [0, -1]])
+    padded = net.loss({"x": x}, {"y": y}, lengths=[5, 2])
+    assert padded == pytest.approx(net.loss({"x": x}, {"y": np.where(y < 0, 0, y)}, lengths=[5, 2]), rel=1e-12)
+    masked = {"y": np.where(y < 0, 0.0, 1.0)}
+    assert np.isfinite(net.loss({"x": x}, {"y": y}, masks=masked))
+    with pytest.raises(DataError, match=r"class indices must be integers in \[0, 3\].*got np\.uint8\(30\)"):
+        net.loss({"x": x}, {"y": np.where(y < 0, 30, y).astype(np.uint8)})

@@ -23,7 +23,7 @@ class Parameters(dict):
         super().__init__(values)
         self.shapes, self.convert = shapes, convert
 
-    def __setitem__(self, name, value):
+    def _checked(self, name, value):
         want = self.shapes.get(name)
         if want is None:
             from compiler.schema import did_you_mean
@@ -31,11 +31,18 @@ class Parameters(dict):
         value = _real_array(value, f"parameter '{name}'")
         if tuple(value.shape) != want:
             raise DataError(f"parameter '{name}' has shape {want}; the array given has shape {tuple(value.shape)}")
-        super().__setitem__(name, self.convert(value) if self.convert is not None else value)
+        return self.convert(value) if self.convert is not None else value
 
-    def update(self, *args, **kwargs):  # through __setitem__: the same checks
-        for name, value in dict(*args, **kwargs).items():
-            self[name] = value
+    def __setitem__(self, name, value):
+        super().__setitem__(name, self._checked(name, value))
+
+    def update(self, *args, **kwargs):  # all checked before any is set: a bad one changes nothing
+        checked = {name: self._checked(name, value) for name, value in dict(*args, **kwargs).items()}
+        for name, value in checked.items():
+            super().__setitem__(name, value)
+
+    def __copy__(self):
+        return Parameters(self.shapes, dict(self), self.convert)
 
     def setdefault(self, name, value=None):
         if name not in self:

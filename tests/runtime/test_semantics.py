@@ -612,6 +612,13 @@ def test_params_update_and_setdefault_check_like_assignment(two_inputs):
         two_inputs.params.setdefault("bogus", np.zeros(1))
     two_inputs.params.update({"x->h": np.ones(want)})
     assert np.array_equal(two_inputs.params["x->h"], np.ones(want))
+    with pytest.raises(DataError, match="no parameter 'bogus'"):  # all checked first: nothing changes
+        two_inputs.params.update({"x->h": np.zeros(want), "bogus": np.zeros(1)})
+    assert np.array_equal(two_inputs.params["x->h"], np.ones(want))
+    import copy
+    twin = copy.copy(two_inputs.params)
+    twin["x->h"] = np.ones(want, dtype=int)  # the copy converts to the net's dtype too
+    assert twin["x->h"].dtype == np.float64 and two_inputs.params["x->h"] is not twin["x->h"]
 
 
 def test_a_forward_pass_beyond_the_memory_limit_is_refused_before_it_starts(two_inputs):

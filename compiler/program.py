@@ -65,6 +65,11 @@ class Program:
     def size(self, name: str) -> int:
         return self.inputs[name] if name in self.inputs else self.units[name].size
 
+    def read_back(self, unit: str) -> bool:
+        """Is `unit` read with a delay >= 1 (output feedback, teacher forcing: its past values are
+        read by the network)?"""
+        return any(c.source == unit and c.delay > 0 for c in self.connections)
+
     def unroll(self, steps: int) -> nx.DiGraph:
         return graphs.unroll(self, steps)
 

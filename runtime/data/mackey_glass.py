@@ -167,7 +167,7 @@ class MackeyGlass(Task):
 
     def feedback(self) -> bool:
         """Does the output feed back (a delayed connection from it)?"""
-        return any(c.source == self.output and c.delay > 0 for c in self.program.connections)
+        return self.program.read_back(self.output)
 
     def _teacher(self, batch):
         if not self.feedback():

@@ -24,8 +24,7 @@ class Window:
 
 def teacher_units(program) -> list[str]:
     """Outputs with a loss at every step that the network reads back with a delay."""
-    fed_back = {c.source for c in program.connections if c.delay > 0}
-    return [u for u, o in program.outputs.items() if o.loss != "none" and o.at != "last" and u in fed_back]
+    return [u for u, o in program.outputs.items() if o.loss != "none" and o.at != "last" and program.read_back(u)]
 
 
 def teacher_values(program, unit, target) -> np.ndarray:

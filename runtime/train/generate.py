@@ -56,17 +56,16 @@ def check_generation(program, steps: int) -> None:
                         steps * (program.units[out].size + 1) * (8 + 25))
 
 
-def reads_itself(program, out: str) -> bool:
-    """Is the output read back into the network with a delay (output feedback)?"""
-    return any(c.source == out and c.delay > 0 for c in program.connections)
+def _constant(x) -> bool:
+    """Two or more steps, each equal to the last (a bias input)."""
+    x = np.asarray(x)
+    return len(x) >= 2 and bool((x == x[-1]).all())
 
 
 def choose_mode(program, out: str, prime: dict | None = None) -> str:
     """`hold` for output feedback with priming inputs constant over two or more steps (a bias
     input), `feedback` for one input of the output's size, else `zeros`."""
-    if reads_itself(program, out) and prime is not None and all(
-            np.shape(x)[0] >= 2 and np.array_equal(np.broadcast_to(np.asarray(x)[-1:], np.shape(x)), np.asarray(x))
-            for x in prime.values()):
+    if program.read_back(out) and prime is not None and all(_constant(x) for x in prime.values()):
         return "hold"
     if len(program.inputs) == 1 and next(iter(program.inputs.values())) == program.units[out].size:
         return "feedback"
@@ -112,7 +111,7 @@ def generate(net, prime: dict, steps: int, mode: str | None = None, temperature:
     if mode == "feedback" and choose_mode(program, out) != "feedback":
         raise TrainingError(f"--generate: feeding the output back needs one input of the output's size "
                             f"({program.units[out].size})")
-    if mode == "hold" and not reads_itself(program, out):
+    if mode == "hold" and not program.read_back(out):
         raise TrainingError(f"--generate: holding the input needs output '{out}' read back with a delay")
     rng = np.random.default_rng(seed)
     outs, state = net.forward(prime, return_state=True, teacher=teacher)

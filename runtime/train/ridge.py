@@ -61,8 +61,7 @@ def find_readout(program) -> Readout:
         program.params[f"{out.unit}.bias"].trainable else None
     if not conns and bias is None:
         raise TrainingError(f"method: ridge: output '{out.unit}' has no trainable connection to fit")
-    feedback = any(c.source == out.unit and c.delay > 0 for c in program.connections)
-    return Readout(out.unit, conns, bias, feedback, unit.activation.name == "tanh")
+    return Readout(out.unit, conns, bias, program.read_back(out.unit), unit.activation.name == "tanh")
 
 
 def _shift(a, delay):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler import budget
 from compiler.errors import DataError, UsageError
 
 from .backend import Backend
@@ -81,6 +82,8 @@ class Network:
         self.executor = (FastExecutor(program, self.backend, jit) if executor == "fast"
                          else EXECUTORS[executor](program, self.backend))
         self.state_depth = _state_depth(program)
+        # a lower bound of a forward pass's memory per (t, b): every unit's output and input is kept
+        self.values_per_step = sum(u.size for u in program.units.values()) + sum(program.inputs.values())
 
     @property
     def trainable(self) -> list[str]:
@@ -105,16 +108,13 @@ class Network:
             if len(shape) != 3 or shape[2] != size or (T is not None and shape[:2] != (T, B)):
                 want = f"(T, B, {size})" if T is None else f"({T}, {B}, {size})"
                 raise DataError(f"input '{name}' has shape {shape}, expected {want} (time, batch, features)")
-            T, B = shape[0], shape[1]
-            if T == 0 or B == 0:
-                raise DataError(f"input '{name}' has shape {shape}: it needs at least one time step and one "
-                                f"sequence (T >= 1, B >= 1)")
-            if name == next(iter(p.inputs)):  # before anything of T x B is computed (compiler/budget.py)
-                from compiler import budget
-                # a lower bound: every unit's output at every step is kept (the tape holds more)
-                neurons = sum(u.size for u in p.units.values()) + sum(p.inputs.values())
+            if T is None:  # the first input sets T and B: checked before anything of T x B is computed
+                T, B = shape[0], shape[1]
+                if T == 0 or B == 0:
+                    raise DataError(f"input '{name}' has shape {shape}: it needs at least one time step and one "
+                                    f"sequence (T >= 1, B >= 1)")
                 budget.check_memory(f"a forward pass over T={T:,}, B={B:,} (at least its outputs)",
-                                    1.0 * T * B * neurons * self.backend.dtype.itemsize)
+                                    1.0 * T * B * self.values_per_step * self.backend.dtype.itemsize)
             arr = self.backend.asarray(a)
             if not bool(self.xp.isfinite(arr).all()):
                 raise DataError(f"input '{name}' contains NaN or Inf values")
@@ -312,9 +312,9 @@ class Network:
             want = f"{lead + (size,)}" + (f" or class indices {lead}" if out.loss == "cross_entropy" else "")
             raise DataError(f"target for output '{name}' has shape {shape}, expected {want}")
         if out.loss == "cross_entropy" and shape == lead:
-            idx = np.asarray(target if isinstance(target, np.ndarray) else self.backend.to_numpy(target))
+            idx = np.asarray(self.backend.to_numpy(target))
             if counted is not None and idx.shape == tuple(counted.shape):  # padded/masked steps may hold -1
-                idx = idx[np.asarray(counted if isinstance(counted, np.ndarray) else self.backend.to_numpy(counted)) > 0]
+                idx = idx[self.backend.to_numpy(counted) > 0]
             if idx.dtype.kind not in "iubf":
                 raise DataError(f"target for output '{name}': class indices must be integers, got dtype {idx.dtype}")
             wrong = ~np.isfinite(idx) | (np.mod(idx, 1) != 0) if idx.dtype.kind == "f" else np.zeros(idx.shape, bool)
@@ -343,10 +343,7 @@ def _real_array(a, what: str):
             a = np.asarray(a)
         except (TypeError, ValueError) as e:
             raise DataError(f"{what} is not an array of numbers ({e})") from None
-    try:
-        kind = np.dtype(a.dtype).kind
-    except TypeError:  # a torch dtype
-        kind = "c" if getattr(a.dtype, "is_complex", False) else "f"
+    kind = np.dtype(a.dtype).kind  # NumPy or CuPy: torch tensors were turned into NumPy above
     if kind not in "biuf":
         raise DataError(f"{what} has dtype {a.dtype}; give real numbers (float, int or bool)")
     return a

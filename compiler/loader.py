@@ -144,9 +144,7 @@ def load_yaml(text: str, file: str = "<spec>"):
         at = getattr(e, "position", 0) or 0
         line, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
         char = getattr(e, "character", None)
-        what = f"the control character U+{char:04X}" if isinstance(char, int) else \
-            f"the control character U+{ord(char):04X}" if isinstance(char, str) and len(char) == 1 else \
-            "a character YAML does not allow"
+        what = f"the control character U+{char:04X}" if isinstance(char, int) else "a character YAML does not allow"
         raise SpecError([SpecIssue(file, line, col, "", f"the spec holds {what}; YAML text cannot contain it: "
                                                         "remove it (or write it as an escape in a quoted string)")]) from None
     try:

@@ -122,8 +122,6 @@ def _message(error, data, base=()) -> tuple[str, tuple, bool]:
         if v == "pattern":
             return _pattern_message(error, where), path + (key,), True
         return f"{where}: the key {key!r} is not allowed: {error.message}", path + (key,), True
-    if v == "additionalProperties":
-        return _unknown_key_messages(error, path)[0]
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         fix = "add `timeloom: 1` at the top" if missing == "timeloom" else f"add `{missing}: ...`"
@@ -188,10 +186,10 @@ def _schema_errors(validator, data, base=()) -> list[tuple]:
     seen = set()
     for error in validator.iter_errors(data):
         error = _deepest(error)
-        first = _message(error, data, base)
-        more = _unknown_key_messages(error, base + tuple(error.absolute_path))[1:] \
-            if error.validator == "additionalProperties" and not _is_key_error(error, data) else []
-        for message, path, at_key in [first] + more:
+        entries = _unknown_key_messages(error, base + tuple(error.absolute_path)) \
+            if error.validator == "additionalProperties" and not _is_key_error(error, data) else \
+            [_message(error, data, base)]
+        for message, path, at_key in entries:
             if (message, path) in seen:
                 continue
             seen.add((message, path))

@@ -127,6 +127,15 @@ class Context:
 
 
 # -- sections ---------------------------------------------------------------------------------------
+def _resumed(entry: dict) -> str:
+    """One --resume of run.json: the checkpoint it went on from, with the overrides it gave (the
+    run's spec from then on, once a checkpoint after them was reached)."""
+    text = f"from {entry.get('from', '?')}"
+    if entry.get("overrides"):
+        text += f" with {' '.join(entry['overrides'])}" + ("" if entry.get("applied") else " (not reached)")
+    return text
+
+
 def s_summary(cx: Context) -> str:
     p, info, ev = cx.program, cx.info, cx.evaluation or {}
     s = p.summary()
@@ -140,11 +149,8 @@ def s_summary(cx: Context) -> str:
         if info.get(k) not in (None, []):
             key = "overrides (at the start)" if k == "overrides" and resumed else k
             rows.append({"key": key, "value": info[k] if not isinstance(info[k], list) else " ".join(info[k])})
-    if resumed:  # each --resume, with the overrides it gave (the run's spec from then on, once applied)
-        rows.append({"key": "resumed", "value": "; ".join(
-            f"from {e.get('from', '?')}" + (f" with {' '.join(e['overrides'])}" + ("" if e.get("applied") else
-                                                                                  " (not reached)")
-                                            if e.get("overrides") else "") for e in resumed)})
+    if resumed:
+        rows.append({"key": "resumed", "value": "; ".join(_resumed(e) for e in resumed)})
     for k in ("status", "epochs", "steps", "checkpoint"):
         if ev.get(k) is not None:
             rows.append({"key": k, "value": ev[k]})

@@ -116,10 +116,11 @@ def run_sweep(spec: Path | None, plan: Plan, *, sweeps_dir: Path = Path("sweeps"
     spec_path, data = load_spec(spec)
     if resume is None:
         store = SweepDir(inside(sweeps_dir, name or str(data.get("name") or Path(spec).stem), "sweep name"))
-    trials = plan_trials(plan, spec_digest(data))
+    digest = spec_digest(data)
+    trials = plan_trials(plan, digest)
     if resume is not None:
         stored = info.get("trials") if isinstance(info.get("trials"), list) else []
-        changed = info["spec_digest"] != spec_digest(data) if info.get("spec_digest") else \
+        changed = info["spec_digest"] != digest if info.get("spec_digest") else \
             bool(stored) and not set(stored) & {t.id for t in trials}  # older sweeps: their trial ids tell
         if changed:
             raise TimeloomError(f"{spec_path} is not the spec the sweep {store.path} ran its trials with (it "
@@ -141,7 +142,7 @@ def run_sweep(spec: Path | None, plan: Plan, *, sweeps_dir: Path = Path("sweeps"
     store.create()
     prior = store.read_info() if store.exists() else {}
     store.write_info({
-        "name": store.path.name, "spec": spec_path, "spec_digest": spec_digest(data), "plan": plan.to_json(),
+        "name": store.path.name, "spec": spec_path, "spec_digest": digest, "plan": plan.to_json(),
         "success": {**(criterion.to_json() if criterion else {}), "given": success_text},
         "scheduler": settings.scheduler, "retries": settings.retries, "address": settings.address,
         "created": prior.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -215,11 +215,7 @@ def compile(
                             f"e.g. -o {output / program.name}.{kind}"))
     use_unrolled = unrolled if unrolled is not None else True
     try:  # before the graph is built: refuse what cannot be drawn or held (compiler/budget.py)
-        if use_unrolled:
-            budget.check_steps("the unrolled graph", steps, "--steps")
-        per_step = len(program.inputs) + len(program.units)
-        copies = steps if use_unrolled else 1
-        budget.check_graph(per_step * copies, steps, kind, edges=program.graph.number_of_edges() * copies)
+        budget.check_unrolled(program, steps, kind, use_unrolled)
     except TimeloomError as e:
         _fail(e)
     graph = program.unroll(steps) if use_unrolled else program.graph

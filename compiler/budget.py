@@ -314,6 +314,16 @@ def check(est: Estimate, name: str = "the spec", setting: str = "data.seq_len") 
                      "training.bptt.truncate) or a smaller training.batch_size"))
 
 
+def check_unrolled(program, steps: int, kind: str, unrolled: bool = True) -> None:
+    """Refuse the graph of `program` (unrolled over `steps`, or folded) as `kind` before it is built:
+    the step limit (unrolled) and check_graph on its node and edge counts."""
+    if unrolled:
+        check_steps("the unrolled graph", steps, "--steps")
+    copies = steps if unrolled else 1
+    check_graph((len(program.inputs) + len(program.units)) * copies, steps, kind,
+                edges=program.graph.number_of_edges() * copies)
+
+
 def check_graph(nodes: int, steps: int, kind: str, edges: int | None = None) -> None:
     """Refuse writing a graph of `nodes` nodes (and `edges` edges) as `kind` before it is built."""
     if kind in ("png", "svg") and nodes > MAX_PICTURE_NODES:

@@ -25,22 +25,27 @@ def _program(spec: Path, items: list):
     return load_spec(spec, items).program
 
 
-def _spec_or_run(path: Path, items: list):
-    """(program, title, checkpoint or None): a spec file, or a run directory (its spec.yaml and
-    newest checkpoint; the title is the run's folder name without its timestamp)."""
+def _spec_of(path: Path, items: list):
+    """(program, title): a spec file, or a run directory's spec.yaml (the title is the run's folder
+    name without its timestamp)."""
     import os
     import re
 
     if not path.is_dir():
         program = _program(path, items)
-        return program, program.name, None
+        return program, program.name
     from runtime.train import session
 
+    program, _, _ = session.load_run(path, items)
+    return program, re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", Path(os.path.abspath(path)).name)
+
+
+def _spec_or_run(path: Path, items: list):
+    """(program, title, checkpoint or None): _spec_of, and a run directory's newest checkpoint."""
     from .common import resolve_checkpoint
 
-    program, _, _ = session.load_run(path, items)
-    title = re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", Path(os.path.abspath(path)).name)
-    return program, title, resolve_checkpoint(path)
+    program, title = _spec_of(path, items)
+    return program, title, resolve_checkpoint(path) if path.is_dir() else None
 
 
 def _out(output: Optional[Path], default: str) -> Path:
@@ -244,15 +249,9 @@ def register(app: typer.Typer, fail) -> None:
         from . import viewer
 
         def run():
-            if spec.is_dir():  # a run directory: its spec only (the graph needs no parameters)
-                from runtime.train import session
-                program, _, _ = session.load_run(spec, set_)
-            else:
-                program = _program(spec, set_)
+            program, _ = _spec_of(spec, set_)  # a run directory: its spec only (the graph needs no parameters)
             from compiler import budget
-            budget.check_steps("the unrolled graph", steps, "--steps")  # before it is built, as compile does
-            per_step = len(program.inputs) + len(program.units)
-            budget.check_graph(per_step * steps, steps, "json", edges=program.graph.number_of_edges() * steps)
+            budget.check_unrolled(program, steps, "json")  # before it is built, as compile -o does
             g = program.unroll(steps)
             if g.number_of_nodes() > 4 * viewer.MAX_NODES:
                 typer.echo(f"note: {g.number_of_nodes()} nodes; the viewer is meant for a few thousand", err=True)
